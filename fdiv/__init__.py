@@ -1,0 +1,31 @@
+"""fdiv: f-divergences between sample sets, fused critic losses, f-GAN training.
+
+All divergences and bounds are in nats.
+"""
+
+from fdiv import divergences
+from fdiv.divergences.registry import FDivergence
+from fdiv.losses import (
+    FDivergenceLoss,
+    critic_loss,
+    dv_bound,
+    generator_loss,
+    gradient_penalty,
+    smile_bound,
+    variational_bound,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FDivergence",
+    "FDivergenceLoss",
+    "__version__",
+    "critic_loss",
+    "divergences",
+    "dv_bound",
+    "generator_loss",
+    "gradient_penalty",
+    "smile_bound",
+    "variational_bound",
+]

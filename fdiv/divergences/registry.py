@@ -1,0 +1,346 @@
+"""The f-divergence family: one immutable record per divergence, looked up by name or alias.
+
+D_f(P||Q) = E_Q[f(p/q)] >= sup_T E_P[T] - E_Q[f*(T)], with T = g(v) and v a critic's raw output.
+Every record carries the closed form of f*(g(v)) and both derivatives in v, written so that they
+never leave the conjugate's domain. All values are in nats. Elementwise functions take and return
+torch tensors of any floating dtype and compute in that dtype.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["FDivergence", "alpha", "get", "names", "registered"]
+
+Elementwise = Callable[[Tensor], Tensor]
+
+LOG2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class FDivergence:
+    """An f-divergence with the pieces a variational (f-GAN) bound needs.
+
+    ``family`` names the closed forms (equal to ``name`` except for the alpha family, whose
+    records share ``family="alpha"`` and carry their parameter in ``alpha``).
+    """
+
+    name: str
+    family: str
+    description: str
+    aliases: tuple[str, ...]
+    f: Elementwise
+    conjugate: Elementwise
+    activation: Elementwise
+    activation_grad: Elementwise
+    conjugate_activation: Elementwise
+    conjugate_activation_grad: Elementwise
+    optimal_critic: Elementwise
+    value_range: tuple[float, float]
+    f_text: str
+    g_text: str
+    conjugate_activation_text: str
+    alpha: float | None = None
+
+    def __repr__(self) -> str:
+        return f"FDivergence({self.name!r})"
+
+
+def _inf_like(t: Tensor) -> Tensor:
+    return torch.full_like(t, math.inf)
+
+
+def _sech2(v: Tensor) -> Tensor:
+    """sech(v)^2 = 4 e^{-2|v|} / (1 + e^{-2|v|})^2, without overflow."""
+    e = torch.exp(-2.0 * v.abs())
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+def _xlogx(u: Tensor) -> Tensor:
+    return torch.xlogy(u, u)
+
+
+def log_lambertw_exp(z: Tensor) -> Tensor:
+    """y = log W(e^z), the solution of y + e^y = z (principal branch), by Newton's method.
+
+    Newton on the convex increasing h(y) = y + e^y - z converges monotonically from the start
+    below, so a fixed number of steps reaches machine precision for z in [-1e4, 1e4].
+    """
+    start_large = torch.log(torch.clamp(z, min=1.0) - torch.log(torch.clamp(z, min=1.0)) + 1.0)
+    y = torch.where(z > 1.0, start_large, z - torch.exp(torch.clamp(z, max=1.0)))
+    for _ in range(8):
+        ey = torch.exp(y)
+        y = y - (y + ey - z) / (1.0 + ey)
+    return y
+
+
+def _jeffreys_conjugate(t: Tensor) -> Tensor:
+    y = log_lambertw_exp(1.0 - t)
+    return torch.exp(y) + torch.exp(-y) + t - 2.0
+
+
+def _fixed(**kwargs: object) -> FDivergence:
+    name = kwargs["name"]
+    return FDivergence(family=name, **kwargs)  # type: ignore[arg-type]
+
+
+_FIXED: tuple[FDivergence, ...] = (
+    _fixed(
+        name="kl",
+        description="Kullback-Leibler KL(P||Q); with this table the bound is NWJ",
+        aliases=("forward_kl", "kullback_leibler", "kld"),
+        f=lambda u: _xlogx(u),
+        conjugate=lambda t: torch.exp(t - 1.0),
+        activation=lambda v: v,
+        activation_grad=lambda v: torch.ones_like(v),
+        conjugate_activation=lambda v: torch.exp(v - 1.0),
+        conjugate_activation_grad=lambda v: torch.exp(v - 1.0),
+        optimal_critic=lambda r: r + 1.0,
+        value_range=(0.0, math.inf),
+        f_text="u log u",
+        g_text="v",
+        conjugate_activation_text="exp(v - 1)",
+    ),
+    _fixed(
+        name="reverse_kl",
+        description="reverse Kullback-Leibler KL(Q||P); mode seeking when Q is the model",
+        aliases=("rkl", "reverse_kullback_leibler", "backward_kl"),
+        f=lambda u: -torch.log(u),
+        conjugate=lambda t: torch.where(t < 0, -1.0 - torch.log(-t.clamp(max=0.0)), _inf_like(t)),
+        activation=lambda v: -torch.exp(-v),
+        activation_grad=lambda v: torch.exp(-v),
+        conjugate_activation=lambda v: v - 1.0,
+        conjugate_activation_grad=lambda v: torch.ones_like(v),
+        optimal_critic=lambda r: r,
+        value_range=(0.0, math.inf),
+        f_text="-log u",
+        g_text="-exp(-v)",
+        conjugate_activation_text="v - 1",
+    ),
+    _fixed(
+        name="pearson",
+        description="Pearson chi-squared, integral of (p - q)^2 / q",
+        aliases=("chi2", "pearson_chi2", "chi_squared", "chisq"),
+        f=lambda u: (u - 1.0) ** 2,
+        conjugate=lambda t: t * t / 4.0 + t,
+        activation=lambda v: v,
+        activation_grad=lambda v: torch.ones_like(v),
+        conjugate_activation=lambda v: v * v / 4.0 + v,
+        conjugate_activation_grad=lambda v: v / 2.0 + 1.0,
+        optimal_critic=lambda r: 2.0 * torch.expm1(r),
+        value_range=(0.0, math.inf),
+        f_text="(u - 1)^2",
+        g_text="v",
+        conjugate_activation_text="v^2/4 + v",
+    ),
+    _fixed(
+        name="neyman",
+        description="Neyman chi-squared, integral of (p - q)^2 / p",
+        aliases=("neyman_chi2", "reverse_chi2"),
+        f=lambda u: (1.0 - u) ** 2 / u,
+        conjugate=lambda t: torch.where(
+            t < 1, 2.0 - 2.0 * torch.sqrt((1.0 - t).clamp(min=0.0)), _inf_like(t)
+        ),
+        activation=lambda v: -torch.expm1(-v),
+        activation_grad=lambda v: torch.exp(-v),
+        conjugate_activation=lambda v: -2.0 * torch.expm1(-v / 2.0),
+        conjugate_activation_grad=lambda v: torch.exp(-v / 2.0),
+        optimal_critic=lambda r: 2.0 * r,
+        value_range=(0.0, math.inf),
+        f_text="(1 - u)^2 / u",
+        g_text="1 - exp(-v)",
+        conjugate_activation_text="2 - 2 exp(-v/2)",
+    ),
+    _fixed(
+        name="hellinger",
+        description="squared Hellinger, integral of (sqrt p - sqrt q)^2 = 2(1 - Bhattacharyya)",
+        aliases=("squared_hellinger", "hellinger2", "hellinger_squared"),
+        f=lambda u: (torch.sqrt(u) - 1.0) ** 2,
+        conjugate=lambda t: torch.where(t < 1, t / (1.0 - t), _inf_like(t)),
+        activation=lambda v: -torch.expm1(-v),
+        activation_grad=lambda v: torch.exp(-v),
+        conjugate_activation=lambda v: torch.expm1(v),
+        conjugate_activation_grad=lambda v: torch.exp(v),
+        optimal_critic=lambda r: r / 2.0,
+        value_range=(0.0, 2.0),
+        f_text="(sqrt u - 1)^2",
+        g_text="1 - exp(-v)",
+        conjugate_activation_text="exp(v) - 1",
+    ),
+    _fixed(
+        name="js",
+        description="Jensen-Shannon divergence (the standard JSD, in [0, log 2])",
+        aliases=("jsd", "jensen_shannon", "jensen_shannon_divergence"),
+        f=lambda u: 0.5 * (_xlogx(u) - (u + 1.0) * torch.log((u + 1.0) / 2.0)),
+        conjugate=lambda t: torch.where(
+            t < LOG2 / 2.0,
+            -0.5 * torch.log((2.0 - torch.exp(2.0 * t)).clamp(min=0.0)),
+            _inf_like(t),
+        ),
+        activation=lambda v: 0.5 * (LOG2 + F.logsigmoid(v)),
+        activation_grad=lambda v: 0.5 * torch.sigmoid(-v),
+        conjugate_activation=lambda v: 0.5 * (F.softplus(v) - LOG2),
+        conjugate_activation_grad=lambda v: 0.5 * torch.sigmoid(v),
+        optimal_critic=lambda r: r,
+        value_range=(0.0, LOG2),
+        f_text="1/2 [u log u - (u + 1) log((u + 1)/2)]",
+        g_text="1/2 (log 2 + logsigmoid(v))",
+        conjugate_activation_text="1/2 (softplus(v) - log 2)",
+    ),
+    _fixed(
+        name="gan",
+        description="original GAN objective V(G, D), D = sigmoid(v); max over D is 2 JSD - log 4",
+        aliases=("original_gan", "standard_gan", "vanilla_gan"),
+        f=lambda u: _xlogx(u) - (u + 1.0) * torch.log1p(u),
+        conjugate=lambda t: torch.where(
+            t < 0, -torch.log(-torch.expm1(t.clamp(max=0.0))), _inf_like(t)
+        ),
+        activation=lambda v: F.logsigmoid(v),
+        activation_grad=lambda v: torch.sigmoid(-v),
+        conjugate_activation=lambda v: F.softplus(v),
+        conjugate_activation_grad=lambda v: torch.sigmoid(v),
+        optimal_critic=lambda r: r,
+        value_range=(-2.0 * LOG2, 0.0),
+        f_text="u log u - (u + 1) log(u + 1)",
+        g_text="logsigmoid(v)",
+        conjugate_activation_text="softplus(v)",
+    ),
+    _fixed(
+        name="tv",
+        description="total variation distance, sup over events of |P(A) - Q(A)|, in [0, 1]",
+        aliases=("total_variation", "total_variation_distance"),
+        f=lambda u: 0.5 * (u - 1.0).abs(),
+        conjugate=lambda t: torch.where(t.abs() <= 0.5, t, _inf_like(t)),
+        activation=lambda v: 0.5 * torch.tanh(v),
+        activation_grad=lambda v: 0.5 * _sech2(v),
+        conjugate_activation=lambda v: 0.5 * torch.tanh(v),
+        conjugate_activation_grad=lambda v: 0.5 * _sech2(v),
+        optimal_critic=lambda r: torch.sign(r) * math.inf,
+        value_range=(0.0, 1.0),
+        f_text="1/2 |u - 1|",
+        g_text="1/2 tanh(v)",
+        conjugate_activation_text="1/2 tanh(v)",
+    ),
+    _fixed(
+        name="jeffreys",
+        description="Jeffreys divergence KL(P||Q) + KL(Q||P); conjugate through Lambert W",
+        aliases=("symmetric_kl", "j_divergence", "jeffrey"),
+        f=lambda u: (u - 1.0) * torch.log(u),
+        conjugate=_jeffreys_conjugate,
+        activation=lambda v: v,
+        activation_grad=lambda v: torch.ones_like(v),
+        conjugate_activation=_jeffreys_conjugate,
+        conjugate_activation_grad=lambda v: torch.exp(-log_lambertw_exp(1.0 - v)),
+        optimal_critic=lambda r: r + 1.0 - torch.exp(-r),
+        value_range=(0.0, math.inf),
+        f_text="(u - 1) log u",
+        g_text="v",
+        conjugate_activation_text="W(e^(1-v)) + 1/W(e^(1-v)) + v - 2",
+    ),
+)
+
+_ALPHA_PATTERN = re.compile(r"^alpha[(_:=]?\s*([-+0-9.eE]+)\s*\)?$")
+
+
+def alpha(a: float) -> FDivergence:
+    """The alpha-divergence with generator f(u) = (u^a - 1 - a(u - 1)) / (a(a - 1)), a not in {0, 1}.
+
+    D = (integral p^a q^(1-a) - 1) / (a(a - 1)). a = 2 is half of Pearson chi2, a = -1 half of
+    Neyman chi2, a = 1/2 twice squared Hellinger; a -> 1 gives KL, a -> 0 reverse KL. The
+    activation g(v) = f'(e^v) makes the optimal critic v* = log p/q and f*(g(v)) = (e^(av) - 1)/a.
+    """
+    if isinstance(a, bool) or not isinstance(a, int | float):
+        raise TypeError(f"alpha must be a real number, got {type(a).__name__}")
+    a = float(a)
+    if not math.isfinite(a) or a in (0.0, 1.0):
+        raise ValueError(
+            f"alpha must be a finite real number other than 0 and 1 (got {a}); "
+            "use 'reverse_kl' for the a -> 0 limit and 'kl' for a -> 1"
+        )
+    b = a - 1.0
+    if 0.0 < a < 1.0:
+        value_range = (0.0, 1.0 / (a * (1.0 - a)))
+    else:
+        value_range = (0.0, math.inf)
+
+    def conjugate(t: Tensor) -> Tensor:
+        s = 1.0 + b * t
+        inside = (torch.pow(s.clamp(min=0.0), a / b) - 1.0) / a
+        outside = torch.full_like(t, -1.0 / a) if b > 0 else _inf_like(t)
+        return torch.where(s > 0, inside, outside)
+
+    return FDivergence(
+        name=f"alpha({a:g})",
+        family="alpha",
+        description=f"alpha-divergence with a = {a:g}, (integral p^a q^(1-a) - 1) / (a(a - 1))",
+        aliases=(),
+        f=lambda u: (torch.pow(u, a) - 1.0 - a * (u - 1.0)) / (a * b),
+        conjugate=conjugate,
+        activation=lambda v: torch.expm1(b * v) / b,
+        activation_grad=lambda v: torch.exp(b * v),
+        conjugate_activation=lambda v: torch.expm1(a * v) / a,
+        conjugate_activation_grad=lambda v: torch.exp(a * v),
+        optimal_critic=lambda r: r,
+        value_range=value_range,
+        f_text="(u^a - 1 - a(u - 1)) / (a(a - 1))",
+        g_text="(exp((a - 1) v) - 1) / (a - 1)",
+        conjugate_activation_text="(exp(a v) - 1) / a",
+        alpha=a,
+    )
+
+
+_BY_KEY: dict[str, FDivergence] = {}
+for _record in _FIXED:
+    for _key in (_record.name, *_record.aliases):
+        _BY_KEY[_key] = _record
+
+
+def names() -> list[str]:
+    """Canonical names of the registered divergences; the alpha family is listed as 'alpha(a)'."""
+    return [record.name for record in _FIXED] + ["alpha(a)"]
+
+
+def registered() -> tuple[FDivergence, ...]:
+    """The records of the fixed (parameter-free) divergences, in table order."""
+    return _FIXED
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def get(name: str | FDivergence) -> FDivergence:
+    """The record for ``name`` (canonical name or alias, case and '-'/'_' insensitive).
+
+    The alpha family is spelled ``alpha(2)``, ``alpha(0.5)``, ``alpha(-1)``. An unknown name
+    raises ``ValueError`` naming the closest known one and listing all.
+    """
+    if isinstance(name, FDivergence):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"divergence must be a name (str), got {type(name).__name__}")
+    key = _normalise(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    match = _ALPHA_PATTERN.match(key)
+    if match:
+        try:
+            a = float(match.group(1))
+        except ValueError:
+            pass
+        else:
+            return alpha(a)
+    if key == "alpha":
+        raise ValueError("the alpha family needs its parameter: write e.g. 'alpha(2)' or 'alpha(0.5)'")
+    known = sorted(_BY_KEY) + ["alpha(a)"]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"divergence {name!r} is unknown; {hint}known: {', '.join(names())}")

@@ -1,0 +1,1 @@
+"""GAN training on the fused f-divergence losses."""

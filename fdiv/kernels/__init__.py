@@ -1,0 +1,1 @@
+"""Fast evaluation of the f-divergence losses: fused Triton kernels and the torch reference."""
