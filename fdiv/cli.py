@@ -54,9 +54,7 @@ def _divergences_run(args: argparse.Namespace) -> int:
         )
     if not args.alpha:
         a = registry.alpha(2.0)
-        rows.append(
-            ("alpha(a)", "-", a.f_text, a.g_text, a.conjugate_activation_text, "a != 0, 1")
-        )
+        rows.append(("alpha(a)", "-", a.f_text, a.g_text, a.conjugate_activation_text, "a != 0, 1"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

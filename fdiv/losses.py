@@ -159,4 +159,3 @@ class FDivergenceLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"divergence={self.divergence.name!r}, reduction={self.reduction!r}"
-

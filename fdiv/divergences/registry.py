@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["FDivergence", "alpha", "get", "names", "registered"]
@@ -62,6 +61,15 @@ def _sech2(v: Tensor) -> Tensor:
     """sech(v)^2 = 4 e^{-2|v|} / (1 + e^{-2|v|})^2, without overflow."""
     e = torch.exp(-2.0 * v.abs())
     return 4.0 * e / (1.0 + e) ** 2
+
+
+def _softplus(v: Tensor) -> Tensor:
+    """log(1 + e^v), exact to rounding for every v (torch's softplus returns v above 20)."""
+    return v.clamp(min=0.0) + torch.log1p(torch.exp(-v.abs()))
+
+
+def _logsigmoid(v: Tensor) -> Tensor:
+    return -_softplus(-v)
 
 
 def _xlogx(u: Tensor) -> Tensor:
@@ -185,9 +193,9 @@ _FIXED: tuple[FDivergence, ...] = (
             -0.5 * torch.log((2.0 - torch.exp(2.0 * t)).clamp(min=0.0)),
             _inf_like(t),
         ),
-        activation=lambda v: 0.5 * (LOG2 + F.logsigmoid(v)),
+        activation=lambda v: 0.5 * (LOG2 + _logsigmoid(v)),
         activation_grad=lambda v: 0.5 * torch.sigmoid(-v),
-        conjugate_activation=lambda v: 0.5 * (F.softplus(v) - LOG2),
+        conjugate_activation=lambda v: 0.5 * (_softplus(v) - LOG2),
         conjugate_activation_grad=lambda v: 0.5 * torch.sigmoid(v),
         optimal_critic=lambda r: r,
         value_range=(0.0, LOG2),
@@ -203,9 +211,9 @@ _FIXED: tuple[FDivergence, ...] = (
         conjugate=lambda t: torch.where(
             t < 0, -torch.log(-torch.expm1(t.clamp(max=0.0))), _inf_like(t)
         ),
-        activation=lambda v: F.logsigmoid(v),
+        activation=lambda v: _logsigmoid(v),
         activation_grad=lambda v: torch.sigmoid(-v),
-        conjugate_activation=lambda v: F.softplus(v),
+        conjugate_activation=lambda v: _softplus(v),
         conjugate_activation_grad=lambda v: torch.sigmoid(v),
         optimal_critic=lambda r: r,
         value_range=(-2.0 * LOG2, 0.0),
@@ -223,7 +231,7 @@ _FIXED: tuple[FDivergence, ...] = (
         activation_grad=lambda v: 0.5 * _sech2(v),
         conjugate_activation=lambda v: 0.5 * torch.tanh(v),
         conjugate_activation_grad=lambda v: 0.5 * _sech2(v),
-        optimal_critic=lambda r: torch.sign(r) * math.inf,
+        optimal_critic=lambda r: torch.where(r == 0, 0.0, torch.sign(r) * math.inf),
         value_range=(0.0, 1.0),
         f_text="1/2 |u - 1|",
         g_text="1/2 tanh(v)",
@@ -251,7 +259,7 @@ _ALPHA_PATTERN = re.compile(r"^alpha[(_:=]?\s*([-+0-9.eE]+)\s*\)?$")
 
 
 def alpha(a: float) -> FDivergence:
-    """The alpha-divergence with generator f(u) = (u^a - 1 - a(u - 1)) / (a(a - 1)), a not in {0, 1}.
+    """The alpha-divergence, generator f(u) = (u^a - 1 - a(u - 1)) / (a(a - 1)), a not in {0, 1}.
 
     D = (integral p^a q^(1-a) - 1) / (a(a - 1)). a = 2 is half of Pearson chi2, a = -1 half of
     Neyman chi2, a = 1/2 twice squared Hellinger; a -> 1 gives KL, a -> 0 reverse KL. The
@@ -266,10 +274,7 @@ def alpha(a: float) -> FDivergence:
             "use 'reverse_kl' for the a -> 0 limit and 'kl' for a -> 1"
         )
     b = a - 1.0
-    if 0.0 < a < 1.0:
-        value_range = (0.0, 1.0 / (a * (1.0 - a)))
-    else:
-        value_range = (0.0, math.inf)
+    value_range = (0.0, 1.0 / (a * (1.0 - a))) if 0.0 < a < 1.0 else (0.0, math.inf)
 
     def conjugate(t: Tensor) -> Tensor:
         s = 1.0 + b * t
@@ -330,7 +335,7 @@ def get(name: str | FDivergence) -> FDivergence:
     key = _normalise(name)
     if key in _BY_KEY:
         return _BY_KEY[key]
-    match = _ALPHA_PATTERN.match(key)
+    match = _ALPHA_PATTERN.match(name.strip().lower().replace(" ", ""))
     if match:
         try:
             a = float(match.group(1))
@@ -339,8 +344,8 @@ def get(name: str | FDivergence) -> FDivergence:
         else:
             return alpha(a)
     if key == "alpha":
-        raise ValueError("the alpha family needs its parameter: write e.g. 'alpha(2)' or 'alpha(0.5)'")
-    known = sorted(_BY_KEY) + ["alpha(a)"]
+        raise ValueError("the alpha family needs its parameter, e.g. 'alpha(2)' or 'alpha(0.5)'")
+    known = [*sorted(_BY_KEY), "alpha(a)"]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(f"divergence {name!r} is unknown; {hint}known: {', '.join(names())}")
