@@ -12,8 +12,7 @@ import math
 from torch import Tensor, nn
 
 from fdiv.divergences.registry import FDivergence, get
-from fdiv.kernels import reference
-from fdiv.kernels.dispatch import resolve_backend
+from fdiv.kernels.dispatch import implementation, resolve_backend
 
 __all__ = [
     "FDivergenceLoss",
@@ -74,8 +73,7 @@ def critic_loss(
     div = get(divergence)
     p, q = _pair(v_p, v_q)
     _choice("reduction", reduction, _REDUCTIONS)
-    resolve_backend(backend, p, q)
-    return reference.critic_loss(p, q, div, reduction)[0]
+    return implementation(backend, p, q).critic_loss(p, q, div, reduction)[0]
 
 
 def variational_bound(
@@ -101,15 +99,13 @@ def generator_loss(
     q = _logits("v_q", v_q)
     _choice("mode", mode, _MODES)
     _choice("reduction", reduction, _REDUCTIONS)
-    resolve_backend(backend, q)
-    return reference.generator_loss(q, div, mode, reduction)
+    return implementation(backend, q).generator_loss(q, div, mode, reduction)
 
 
 def dv_bound(v_p: Tensor, v_q: Tensor, backend: str = "auto") -> Tensor:
     """Donsker-Varadhan lower bound on KL(P||Q): E_P[v] - log E_Q[exp(v)], in nats."""
     p, q = _pair(v_p, v_q)
-    resolve_backend(backend, p, q)
-    return reference.dv_bound(p, q)
+    return implementation(backend, p, q).dv_bound(p, q)
 
 
 def smile_bound(v_p: Tensor, v_q: Tensor, clip: float = 5.0, backend: str = "auto") -> Tensor:
@@ -117,8 +113,7 @@ def smile_bound(v_p: Tensor, v_q: Tensor, clip: float = 5.0, backend: str = "aut
     if not (isinstance(clip, int | float) and clip > 0 and math.isfinite(clip)):
         raise ValueError(f"clip must be a positive finite number, got {clip!r}")
     p, q = _pair(v_p, v_q)
-    resolve_backend(backend, p, q)
-    return reference.dv_bound(p, q, float(clip))
+    return implementation(backend, p, q).dv_bound(p, q, float(clip))
 
 
 def gradient_penalty(
@@ -137,9 +132,8 @@ def gradient_penalty(
     _choice("kind", kind, _PENALTIES)
     if not (isinstance(weight, int | float) and weight >= 0 and math.isfinite(weight)):
         raise ValueError(f"weight must be a non-negative finite number, got {weight!r}")
-    resolve_backend(backend, grads)
     g = grads if grads.dim() > 1 else grads.unsqueeze(1)
-    return reference.gradient_penalty(g.contiguous(), kind, float(weight))
+    return implementation(backend, g).gradient_penalty(g.contiguous(), kind, float(weight))
 
 
 class FDivergenceLoss(nn.Module):

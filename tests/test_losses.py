@@ -264,15 +264,16 @@ def test_bad_input_gets_a_clear_error(call, error: type[Exception], match: str) 
 
 
 finite_logits = st.lists(
-    st.floats(min_value=-30.0, max_value=30.0, allow_nan=False), min_size=1, max_size=40
+    st.floats(min_value=-12.0, max_value=12.0, allow_nan=False), min_size=1, max_size=40
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(v_p=finite_logits, v_q=finite_logits, index=st.integers(0, len(ALL) - 1))
 def test_property_loss_equals_the_naive_composition(v_p, v_q, index: int) -> None:
-    # For any moderate logits the fused closed forms agree with conjugate(activation(v)) in fp64;
-    # rtol 1e-9 covers the cancellation in f*(g(v)) compositions such as exp(log(.)) at |v| = 30.
+    # For any moderate logits the fused closed forms agree with conjugate(activation(v)) in fp64.
+    # The naive side cancels: hellinger's t / (1 - t) with t = 1 - e^-v loses e^v * 2^-53 relative,
+    # 2e-11 at |v| = 12, so rtol 1e-9 has room; at |v| = 18 it would not.
     div = ALL[index]
     a, b = torch.tensor(v_p, dtype=F64), torch.tensor(v_q, dtype=F64)
     torch.testing.assert_close(

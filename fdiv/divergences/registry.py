@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["FDivergence", "alpha", "get", "names", "registered"]
 
 Elementwise = Callable[[Tensor], Tensor]
+# (sum over v of a term, its derivative in v): the derivative is a fresh tensor the caller may
+# scale in place, or a float where it is constant; both share subexpressions (one exp, not two).
+Terms = Callable[[Tensor], tuple[Tensor, Tensor | float]]
 
 LOG2 = math.log(2.0)
 
@@ -30,6 +34,8 @@ class FDivergence:
 
     ``family`` names the closed forms (equal to ``name`` except for the alpha family, whose
     records share ``family="alpha"`` and carry their parameter in ``alpha``).
+    ``activation_terms`` and ``conjugate_activation_terms`` give (sum of g(v), g'(v)) and
+    (sum of f*(g(v)), d f*(g(v))/dv) in one pass: the fast path of the torch reference losses.
     """
 
     name: str
@@ -47,6 +53,8 @@ class FDivergence:
     f_text: str
     g_text: str
     conjugate_activation_text: str
+    activation_terms: Terms
+    conjugate_activation_terms: Terms
     alpha: float | None = None
 
     def __repr__(self) -> str:
@@ -64,8 +72,8 @@ def _sech2(v: Tensor) -> Tensor:
 
 
 def _softplus(v: Tensor) -> Tensor:
-    """log(1 + e^v), exact to rounding for every v (torch's softplus returns v above 20)."""
-    return v.clamp(min=0.0) + torch.log1p(torch.exp(-v.abs()))
+    """log(1 + e^v), exact to rounding: above the threshold, e^-v is below the dtype's epsilon."""
+    return F.softplus(v, threshold=37.0 if v.dtype == torch.float64 else 20.0)
 
 
 def _logsigmoid(v: Tensor) -> Tensor:
@@ -95,6 +103,52 @@ def _jeffreys_conjugate(t: Tensor) -> Tensor:
     return torch.exp(y) + torch.exp(-y) + t - 2.0
 
 
+def _identity_terms(v: Tensor) -> tuple[Tensor, float]:
+    return v.sum(), 1.0
+
+
+def _exp_terms(k: float, shift: float, a: float, b: float) -> Terms:
+    """Terms of a e^(k v + shift) + b: sum a (sum e) + b n, derivative a k e."""
+
+    def terms(v: Tensor) -> tuple[Tensor, Tensor]:
+        e = torch.mul(v, k).add_(shift).exp_()
+        total = e.sum() * a + b * v.numel()
+        return total, e.mul_(a * k)
+
+    return terms
+
+
+def _softplus_terms(sign: float, a: float, b: float) -> Terms:
+    """Terms of a softplus(sign v) + b: derivative a sign sigmoid(sign v)."""
+
+    def terms(v: Tensor) -> tuple[Tensor, Tensor]:
+        x = v if sign > 0 else torch.neg(v)
+        total = _softplus(x).sum() * a + b * v.numel()
+        slope = torch.sigmoid(x) if sign > 0 else x.sigmoid_()
+        return total, slope.mul_(a * sign)
+
+    return terms
+
+
+def _tv_terms(v: Tensor) -> tuple[Tensor, Tensor]:
+    return 0.5 * torch.tanh(v).sum(), _sech2(v).mul_(0.5)
+
+
+def _pearson_conjugate_terms(v: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.dot(v, v) / 4.0 + v.sum(), torch.mul(v, 0.5).add_(1.0)
+
+
+def _reverse_kl_conjugate_terms(v: Tensor) -> tuple[Tensor, float]:
+    return v.sum() - v.numel(), 1.0
+
+
+def _jeffreys_conjugate_terms(v: Tensor) -> tuple[Tensor, Tensor]:
+    y = log_lambertw_exp(1.0 - v)
+    inverse_w = torch.exp(-y)
+    total = torch.exp(y).sum() + inverse_w.sum() + v.sum() - 2.0 * v.numel()
+    return total, inverse_w
+
+
 def _fixed(**kwargs: object) -> FDivergence:
     name = kwargs["name"]
     return FDivergence(family=name, **kwargs)  # type: ignore[arg-type]
@@ -116,6 +170,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="u log u",
         g_text="v",
         conjugate_activation_text="exp(v - 1)",
+        activation_terms=_identity_terms,
+        conjugate_activation_terms=_exp_terms(1.0, -1.0, 1.0, 0.0),
     ),
     _fixed(
         name="reverse_kl",
@@ -132,6 +188,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="-log u",
         g_text="-exp(-v)",
         conjugate_activation_text="v - 1",
+        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 0.0),
+        conjugate_activation_terms=_reverse_kl_conjugate_terms,
     ),
     _fixed(
         name="pearson",
@@ -148,6 +206,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(u - 1)^2",
         g_text="v",
         conjugate_activation_text="v^2/4 + v",
+        activation_terms=_identity_terms,
+        conjugate_activation_terms=_pearson_conjugate_terms,
     ),
     _fixed(
         name="neyman",
@@ -166,6 +226,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(1 - u)^2 / u",
         g_text="1 - exp(-v)",
         conjugate_activation_text="2 - 2 exp(-v/2)",
+        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 1.0),
+        conjugate_activation_terms=_exp_terms(-0.5, 0.0, -2.0, 2.0),
     ),
     _fixed(
         name="hellinger",
@@ -182,6 +244,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(sqrt u - 1)^2",
         g_text="1 - exp(-v)",
         conjugate_activation_text="exp(v) - 1",
+        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 1.0),
+        conjugate_activation_terms=_exp_terms(1.0, 0.0, 1.0, -1.0),
     ),
     _fixed(
         name="js",
@@ -202,6 +266,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="1/2 [u log u - (u + 1) log((u + 1)/2)]",
         g_text="1/2 (log 2 + logsigmoid(v))",
         conjugate_activation_text="1/2 (softplus(v) - log 2)",
+        activation_terms=_softplus_terms(-1.0, -0.5, 0.5 * LOG2),
+        conjugate_activation_terms=_softplus_terms(1.0, 0.5, -0.5 * LOG2),
     ),
     _fixed(
         name="gan",
@@ -220,6 +286,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="u log u - (u + 1) log(u + 1)",
         g_text="logsigmoid(v)",
         conjugate_activation_text="softplus(v)",
+        activation_terms=_softplus_terms(-1.0, -1.0, 0.0),
+        conjugate_activation_terms=_softplus_terms(1.0, 1.0, 0.0),
     ),
     _fixed(
         name="tv",
@@ -236,6 +304,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="1/2 |u - 1|",
         g_text="1/2 tanh(v)",
         conjugate_activation_text="1/2 tanh(v)",
+        activation_terms=_tv_terms,
+        conjugate_activation_terms=_tv_terms,
     ),
     _fixed(
         name="jeffreys",
@@ -252,6 +322,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(u - 1) log u",
         g_text="v",
         conjugate_activation_text="W(e^(1-v)) + 1/W(e^(1-v)) + v - 2",
+        activation_terms=_identity_terms,
+        conjugate_activation_terms=_jeffreys_conjugate_terms,
     ),
 )
 
@@ -298,6 +370,8 @@ def alpha(a: float) -> FDivergence:
         f_text="(u^a - 1 - a(u - 1)) / (a(a - 1))",
         g_text="(exp((a - 1) v) - 1) / (a - 1)",
         conjugate_activation_text="(exp(a v) - 1) / a",
+        activation_terms=_exp_terms(b, 0.0, 1.0 / b, -1.0 / b),
+        conjugate_activation_terms=_exp_terms(a, 0.0, 1.0 / a, -1.0 / a),
         alpha=a,
     )
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from fdiv.divergences.registry import FDivergence
+from fdiv.divergences.registry import FDivergence, Terms
 
 Reduction = Literal["mean", "sum"]
 GeneratorMode = Literal["nonsaturating", "minimax"]
@@ -52,6 +52,19 @@ def _scale(n: int, reduction: Reduction) -> float:
     return 1.0 / n if reduction == "mean" else 1.0
 
 
+def _scaled(terms: Terms, x: Tensor, scale: float) -> tuple[Tensor, Tensor | float]:
+    """(scale * sum of a term, scale * its derivative); the derivative is scaled in place."""
+    total, grad = terms(x)
+    return total * scale, grad * scale if isinstance(grad, float) else grad.mul_(scale)
+
+
+def _expand(grad: Tensor | float, grad_out: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """grad_out times a saved derivative; a constant one is broadcast without materialising."""
+    if isinstance(grad, float):
+        return (grad_out * grad).to(dtype).expand(n)
+    return (grad * grad_out).to(dtype)
+
+
 class _CriticLoss(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -59,20 +72,25 @@ class _CriticLoss(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         cdt = compute_dtype(v_p.dtype)
         x_p, x_q = v_p.to(cdt), v_q.to(cdt)
-        s_p, s_q = _scale(x_p.numel(), reduction), _scale(x_q.numel(), reduction)
-        term_p = div.activation(x_p).sum() * s_p
-        term_q = div.conjugate_activation(x_q).sum() * s_q
-        grad_p = div.activation_grad(x_p) * -s_p
-        grad_q = div.conjugate_activation_grad(x_q) * s_q
-        ctx.save_for_backward(grad_p, grad_q)
-        ctx.dtype = v_p.dtype
+        term_p, grad_p = _scaled(div.activation_terms, x_p, _scale(x_p.numel(), reduction))
+        term_q, grad_q = _scaled(
+            div.conjugate_activation_terms, x_q, _scale(x_q.numel(), reduction)
+        )
+        ctx.grads = (grad_p, grad_q)
+        ctx.sizes, ctx.dtype = (x_p.numel(), x_q.numel()), v_p.dtype
         ctx.mark_non_differentiable(term_p, term_q)
         return combine_terms(term_p, term_q), term_p, term_q
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
-        grad_p, grad_q = ctx.saved_tensors
-        return (grad_p * grad_loss).to(ctx.dtype), (grad_q * grad_loss).to(ctx.dtype), None, None
+        (grad_p, grad_q), (n_p, n_q) = ctx.grads, ctx.sizes
+        # E_P[g] enters the loss with a minus sign.
+        return (
+            _expand(grad_p, -grad_loss, n_p, ctx.dtype),
+            _expand(grad_q, grad_loss, n_q, ctx.dtype),
+            None,
+            None,
+        )
 
 
 class _GeneratorLoss(torch.autograd.Function):
@@ -81,21 +99,14 @@ class _GeneratorLoss(torch.autograd.Function):
         ctx: Any, v_q: Tensor, div: FDivergence, mode: GeneratorMode, reduction: Reduction
     ) -> Tensor:
         x = v_q.to(compute_dtype(v_q.dtype))
-        s = _scale(x.numel(), reduction)
-        if mode == "nonsaturating":
-            loss = div.activation(x).sum() * -s
-            grad = div.activation_grad(x) * -s
-        else:
-            loss = div.conjugate_activation(x).sum() * -s
-            grad = div.conjugate_activation_grad(x) * -s
-        ctx.save_for_backward(grad)
-        ctx.dtype = v_q.dtype
+        terms = div.activation_terms if mode == "nonsaturating" else div.conjugate_activation_terms
+        loss, ctx.grad = _scaled(terms, x, -_scale(x.numel(), reduction))
+        ctx.n, ctx.dtype = x.numel(), v_q.dtype
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_loss).to(ctx.dtype), None, None, None
+        return _expand(ctx.grad, grad_loss, ctx.n, ctx.dtype), None, None, None
 
 
 def log_mean_exp(v: Tensor, clip: float | None = None) -> Tensor:
