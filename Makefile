@@ -1,4 +1,5 @@
-# make demo: the main job on built-in data.  make test: the test suite.  Both create .venv.
+# make demo: the main job on built-in data.  make test: the test suite.  make bench: the
+# benchmarks and their report (make bench BENCH_ARGS=--quick: the small run).  All create .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,6 +21,9 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m fdiv.cli bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

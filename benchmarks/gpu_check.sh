@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One prepared run for the GPU machine (no registry access there): versions, the GPU-marked tests
-# and the kernel benchmark, JSON under $OUT (a temp dir when unset). Under 6 minutes in all:
-# each step has its own timeout. Without CUDA it says so and exits 0.
+# and the quick kernel benchmark (fdiv bench --quick --suite kernels), under 6 minutes in all:
+# each step has its own timeout. Under $OUT (a temp dir when unset): the results JSON
+# (<date>-<machine>.json, the format of benchmarks/results/), REPORT.md and its plot, and logs.
+# Copy the JSON into benchmarks/results/ and run `fdiv bench --report-only` to add it to the
+# record. Without CUDA it says so and exits 0.
 # Usage (from the source tree): bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,11 +46,10 @@ echo "== pytest -m gpu tests (timeout 120 s)"
 timeout 120 "$PY" -m pytest -m gpu tests -q -p no:cacheprovider --continue-on-collection-errors \
     --junitxml="$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 
-echo "== kernel benchmark (timeout 200 s)"
-timeout 200 "$PY" -m pytest benchmarks/bench_kernels.py -q -p no:cacheprovider \
-    --benchmark-enable --benchmark-min-rounds=5 --benchmark-max-time=0.1 \
-    --benchmark-warmup=off --benchmark-columns=min,median,max,rounds \
-    --benchmark-json="$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench_kernels.log" || status=1
+# timeout signals the whole process group: the pytest that fdiv bench starts stops with it
+echo "== quick kernel benchmark (timeout 200 s)"
+timeout 200 "$PY" -m fdiv.cli bench --quick --suite kernels --out "$OUT" 2>&1 \
+    | tee "$OUT/bench_kernels.log" || status=1
 
 echo "== results in $OUT"
 ls -l "$OUT"

@@ -4,6 +4,8 @@ All divergences and bounds are in nats.
 """
 
 from fdiv import divergences
+from fdiv.divergences.estimate import Estimate, estimate
+from fdiv.divergences.knn import knn_kl
 from fdiv.divergences.registry import FDivergence
 from fdiv.losses import (
     FDivergenceLoss,
@@ -18,14 +20,17 @@ from fdiv.losses import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Estimate",
     "FDivergence",
     "FDivergenceLoss",
     "__version__",
     "critic_loss",
     "divergences",
     "dv_bound",
+    "estimate",
     "generator_loss",
     "gradient_penalty",
+    "knn_kl",
     "smile_bound",
     "variational_bound",
 ]

@@ -11,8 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from fdiv import __version__
+from fdiv import __version__, io
+from fdiv.bench import command as bench_command
 from fdiv.divergences import registry
+from fdiv.divergences.estimate import BOUNDS, estimate
+from fdiv.divergences.knn import knn_kl
+from fdiv.gan import commands as gan_commands
 
 EXIT_USAGE = 2
 
@@ -70,6 +74,58 @@ def _number(x: float) -> str:
     return "inf" if x == float("inf") else f"{x:g}"
 
 
+def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("p", metavar="P", help="samples of P: .npy, .npz (one array), .csv, .pt")
+    parser.add_argument("q", metavar="Q", help="samples of Q, same formats and dimension as P")
+    parser.add_argument("--divergence", default="kl", help="registered divergence (default kl)")
+    parser.add_argument("--bound", default="auto", choices=BOUNDS, help="variational bound")
+    parser.add_argument(
+        "--method", default="variational", choices=("variational", "knn"), help="estimator"
+    )
+    parser.add_argument("--steps", type=int, default=4000, help="most training steps")
+    parser.add_argument("--batch-size", type=int, default=512, help="samples per side per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--patience", type=int, default=600, help="steps without improvement")
+    parser.add_argument("--seed", type=int, default=0, help="seed of splits, init and batches")
+    parser.add_argument("--device", default="auto", help="torch device; auto uses CUDA if present")
+    parser.add_argument("--k", type=int, default=5, help="neighbours for --method knn")
+    parser.add_argument("--adaptive", action="store_true", help="bias-reduced adaptive kNN")
+    parser.add_argument("--json", metavar="OUT", help="write the whole result to this JSON file")
+
+
+def _estimate_run(args: argparse.Namespace) -> int:
+    p, q = io.load_samples(args.p), io.load_samples(args.q)
+    if args.method == "knn":
+        if registry.get(args.divergence).family != "kl":
+            raise ValueError(f"--method knn estimates kl only, not {args.divergence!r}")
+        value = knn_kl(p, q, k=args.k, adaptive=args.adaptive)
+        variant = "adaptive " if args.adaptive else ""
+        print(f"kl (kNN, {variant}k={args.k}): {value:.4f} nats (no interval for kNN)")
+        result = {"method": "knn", "divergence": "kl", "value": value, "k": args.k}
+        result |= {"adaptive": args.adaptive, "n": [len(p), len(q)]}
+    else:
+        est = estimate(
+            p,
+            q,
+            args.divergence,
+            args.bound,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            device=args.device,
+            progress=True,
+        )
+        print(est)
+        n_p, n_q = est.n_test
+        print(f"(test split {n_p} + {n_q} samples; {est.steps} steps, {est.seconds:.1f} s)")
+        result = {"method": "variational", **est.to_dict()}
+    if args.json:
+        io.write_json(args.json, result)
+    return 0
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]
 
 COMMANDS: list[Command] = [
@@ -78,6 +134,36 @@ COMMANDS: list[Command] = [
         "list the registered f-divergences",
         _divergences_arguments,
         _divergences_run,
+    ),
+    (
+        "estimate",
+        "estimate a divergence between two sample files, with a 95%% interval (nats)",
+        _estimate_arguments,
+        _estimate_run,
+    ),
+    (
+        "train",
+        "train a GAN on an f-divergence (or wgan-gp / hinge); resumable",
+        gan_commands.train_arguments,
+        gan_commands.train_run,
+    ),
+    (
+        "sample",
+        "draw samples from a trained GAN run into an .npy file",
+        gan_commands.sample_arguments,
+        gan_commands.sample_run,
+    ),
+    (
+        "evaluate",
+        "sample-quality metrics and plots of a trained GAN run",
+        gan_commands.evaluate_arguments,
+        gan_commands.evaluate_run,
+    ),
+    (
+        "bench",
+        "run the benchmark suites, render benchmarks/results/REPORT.md, compare with old results",
+        bench_command.add_arguments,
+        bench_command.run,
     ),
 ]
 

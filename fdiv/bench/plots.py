@@ -1,0 +1,143 @@
+"""The report's PNG plots: time vs N per backend, error vs dimension, generated GAN samples.
+
+Each function draws one figure from a section's entries, titled with ``title`` (the machine and
+date), and writes it atomically; it returns the path, or None where there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import statistics
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fdiv.bench.results import Entry, abs_log_error
+from fdiv.gan.data import BUILTIN
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["accuracy_errors", "gan_samples", "kernel_times"]
+
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure outside pyplot (no global state; matplotlib is imported only when drawing)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def kernel_times(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
+    """Median time vs N on log axes, one panel per kernel, one line per backend."""
+    series: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    copy: list[tuple[int, float]] = []
+    for e in sorted(entries, key=lambda e: e.figures["n"]):
+        kernel, backend = e.figures["kernel"], e.figures["backend"]
+        if kernel == "copy":
+            copy.append((e.figures["n"], e.median))
+        elif kernel != "launch":
+            series[kernel][backend].append((e.figures["n"], e.median))
+    if not series:
+        return None
+    fig = _figure(4.4 * len(series), 3.8)
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, (kernel, backends) in zip(axes, sorted(series.items()), strict=True):
+        for (backend, points), marker in zip(sorted(backends.items()), MARKERS, strict=False):
+            ax.plot(*zip(*points, strict=True), marker=marker, label=backend, alpha=0.8)
+        if copy:
+            ax.plot(*zip(*copy, strict=True), "k--x", lw=1, label="copy (same bytes)")
+        ax.set(yscale="log", title=f"{kernel} (forward + backward)", xlabel="N (elements per side)")
+        ax.set_xscale("log", base=2)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("median time per call (s)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def accuracy_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
+    """Mean |log(estimate/truth)| over seeds vs dimension, one panel per true KL."""
+    cells: dict[float, dict[str, dict[int, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for e in entries:
+        f = e.figures
+        cells[round(float(f["truth"]), 6)][str(f["method"])][int(f["d"])].append(abs_log_error(f))
+    if not cells:
+        return None
+    fig = _figure(4.2 * len(cells), 3.8)
+    axes = fig.subplots(1, len(cells), squeeze=False, sharey=True)[0]
+    for ax, (truth, methods) in zip(axes, sorted(cells.items()), strict=True):
+        dims = sorted({d for by_d in methods.values() for d in by_d})
+        not_finite = []
+        for (method, by_d), marker in zip(methods.items(), MARKERS, strict=False):
+            points = [(d, statistics.mean(v)) for d, v in sorted(by_d.items())]
+            finite = [(d, v) for d, v in points if math.isfinite(v) and v > 0]
+            not_finite += [f"{method} at d={d}" for d, v in points if not math.isfinite(v)]
+            if finite:
+                ax.plot(*zip(*finite, strict=True), marker=marker, mfc="none", label=method)
+        ax.axhline(math.log(1.1), color="k", ls=":", lw=1, label="10% (log 1.1)")
+        ax.set(yscale="log", title=f"true KL = {truth:g} nats", xlabel="dimension d", xticks=dims)
+        ax.grid(True, alpha=0.3)
+        if not_finite:
+            note = "estimate <= 0 (not drawn): " + ", ".join(not_finite)
+            ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, va="bottom")
+    axes[0].set_ylabel("mean |log(estimate / truth)| over seeds")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
+    """Generated samples (first seed with samples) per dataset and objective, over the modes."""
+    runs = {}
+    for e in sorted(entries, key=lambda e: e.figures.get("seed", 0)):
+        f = e.figures
+        if f.get("samples"):
+            runs.setdefault((f["data"], f["divergence"]), f)
+    if not runs:
+        return None
+    datasets = sorted({d for d, _ in runs})
+    objectives = list(dict.fromkeys(o for _, o in runs))
+    fig = _figure(max(2.6 * len(objectives), 5.0), 2.7 * len(datasets) + 0.3)
+    axes = fig.subplots(len(datasets), len(objectives), squeeze=False)
+    for i, data in enumerate(datasets):
+        modes = BUILTIN[data]().modes if data in BUILTIN else None
+        for j, objective in enumerate(objectives):
+            ax = axes[i][j]
+            ax.set(xticks=[], yticks=[], aspect="equal")
+            f = runs.get((data, objective))
+            if f is None:
+                ax.axis("off")
+                continue
+            if modes is not None:
+                ax.scatter(modes[:, 0], modes[:, 1], s=60, marker="o", fc="none", ec="tab:red")
+            xs, ys = zip(*f["samples"], strict=True)
+            ax.scatter(xs, ys, s=3, alpha=0.6, color="tab:blue")
+            caught = f"{f['modes_captured']}/{f['modes']} modes" if "modes" in f else "stopped"
+            ax.set_title(f"{data}, {objective}\n{caught}", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically (a temporary file beside it, then rename)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

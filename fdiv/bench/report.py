@@ -1,0 +1,400 @@
+"""REPORT.md and the README's Performance section, rendered from benchmark results.
+
+Kernel tables give, per kernel, size and backend, the median time of one forward + backward
+call and the speed-ups ``t(eager) / t`` and ``t(compile) / t`` (above 1: faster); where the copy
+baseline ran (a GPU), the effective bandwidth (the kernel's bytes over its median) and its share
+of the copy bandwidth measured at the same size. "fdiv" is the backend ``backend="auto"`` picks:
+``triton`` where it ran, else the torch ``reference``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fdiv.bench import plots
+from fdiv.bench.results import Entry, Results, Section, abs_log_error, sections
+from fdiv.io import write_text
+
+__all__ = [
+    "PUBLISHED",
+    "KernelRow",
+    "accuracy_summary",
+    "format_time",
+    "kernel_tables",
+    "readme_section",
+    "render",
+    "report_markdown",
+    "update_readme",
+]
+
+BACKENDS = ("triton", "reference", "compile", "eager")
+BASELINES = ("copy", "launch")
+PUBLISHED = {  # best published result of the mode-coverage protocol: (model, modes, HQ %, rev KL)
+    "grid25": ("PacGAN4", 24.8, 93.6, 0.04),
+    "ring8": ("PacGAN2", 7.9, 95.6, 0.07),
+}
+README_START, README_END = "<!-- performance:start -->", "<!-- performance:end -->"
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    """One kernel at one size on one backend: median seconds, speed-ups, GB/s, share of copy."""
+
+    n: int
+    backend: str
+    median: float
+    vs_eager: float | None
+    vs_compile: float | None
+    gbps: float | None
+    of_copy: float | None
+
+
+def kernel_tables(entries: Sequence[Entry]) -> dict[str, list[KernelRow]]:
+    """Rows per kernel (baselines left out), by size then backend."""
+    times = {(e.figures["kernel"], e.figures["backend"], e.figures["n"]): e for e in entries}
+    copy_gbps = {
+        e.figures["n"]: e.figures["bytes"] / e.median / 1e9
+        for e in entries
+        if e.figures["kernel"] == "copy"
+    }
+    tables: dict[str, list[KernelRow]] = {}
+    for kernel in sorted({k for k, _, _ in times if k not in BASELINES}):
+        rows = []
+        for n in sorted({n for k, _, n in times if k == kernel}):
+            present = [b for k, b, m in times if k == kernel and m == n]
+            for backend in sorted(present, key=_backend_order):
+                entry = times[kernel, backend, n]
+                eager, compiled = times.get((kernel, "eager", n)), times.get((kernel, "compile", n))
+                gbps = entry.figures["bytes"] / entry.median / 1e9 if copy_gbps else None
+                rows.append(
+                    KernelRow(
+                        n,
+                        backend,
+                        entry.median,
+                        eager.median / entry.median if eager else None,
+                        compiled.median / entry.median if compiled else None,
+                        gbps,
+                        gbps / copy_gbps[n] if gbps is not None and n in copy_gbps else None,
+                    )
+                )
+        tables[kernel] = rows
+    return tables
+
+
+def _backend_order(backend: str) -> tuple[int, str]:
+    return (BACKENDS.index(backend) if backend in BACKENDS else len(BACKENDS), backend)
+
+
+def _headline(kernel_sections: Sequence[Section]) -> list[str]:
+    """Per machine and kernel, the largest size: fdiv's backend against eager and compile."""
+    rows = []
+    for section in kernel_sections:
+        for kernel, table in kernel_tables(section.entries).items():
+            n = max(r.n for r in table)
+            at_n = {r.backend: r for r in table if r.n == n}
+            fdiv = at_n.get("triton") or at_n.get("reference")
+            if fdiv is None:
+                continue
+            eager, compiled = at_n.get("eager"), at_n.get("compile")
+            rows.append(
+                [
+                    section.results.machine.label,
+                    kernel,
+                    _size(n),
+                    f"{format_time(fdiv.median)} ({fdiv.backend})",
+                    format_time(eager.median) if eager else "-",
+                    format_time(compiled.median) if compiled else "-",
+                    _ratio(fdiv.vs_eager),
+                    _ratio(fdiv.vs_compile),
+                ]
+            )
+    header = ["machine", "kernel", "N", "fdiv", "eager", "torch.compile", "vs eager", "vs compile"]
+    return _table(header, rows)
+
+
+def _kernel_section(section: Section, plot: Path | None) -> list[str]:
+    lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
+    if plot:
+        lines += [f"![time vs N]({plot.name})", ""]
+    for kernel, table in kernel_tables(section.entries).items():
+        bandwidth = any(r.gbps is not None for r in table)
+        header = ["N", "backend", "median", "vs eager", "vs compile"]
+        header += ["GB/s", "of copy"] if bandwidth else []
+        rows = []
+        for r in table:
+            row = [
+                _size(r.n),
+                r.backend,
+                format_time(r.median),
+                _ratio(r.vs_eager),
+                _ratio(r.vs_compile),
+            ]
+            if bandwidth:
+                share = None if r.of_copy is None else 100 * r.of_copy
+                row += [_number(r.gbps, 1), _number(share, 0, "%")]
+            rows.append(row)
+        lines += [f"**{kernel}**", "", *_table(header, rows), ""]
+    for e in section.entries:
+        if e.figures["kernel"] == "copy":
+            gbps = e.figures["bytes"] / e.median / 1e9
+            lines.append(f"- copy baseline, N = {_size(e.figures['n'])}: {gbps:.1f} GB/s")
+        elif e.figures["kernel"] == "launch":
+            lines.append(f"- empty Triton launch: {format_time(e.median)}")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def _accuracy_cells(entries: Sequence[Entry]) -> dict[tuple[int, float, str], list[Entry]]:
+    cells: dict[tuple[int, float, str], list[Entry]] = defaultdict(list)
+    for e in entries:
+        f = e.figures
+        cells[int(f["d"]), round(float(f["truth"]), 6), str(f["method"])].append(e)
+    return cells
+
+
+def _methods(entries: Sequence[Entry]) -> list[str]:
+    return list(dict.fromkeys(str(e.figures["method"]) for e in entries))
+
+
+def _accuracy_section(section: Section, plot: Path | None) -> list[str]:
+    cells = _accuracy_cells(section.entries)
+    methods = _methods(section.entries)
+    seeds = sorted({e.figures.get("seed") for e in section.entries}, key=str)
+    lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
+    lines += [
+        f"Cells: mean estimate over seeds {seeds} (worst |log(estimate/truth)|, mean seconds).",
+        "",
+    ]
+    rows = []
+    for d, truth in sorted({(d, t) for d, t, _ in cells}):
+        row = [str(d), f"{truth:g}"]
+        for method in methods:
+            runs = cells.get((d, truth, method), [])
+            if not runs:
+                row.append("-")
+                continue
+            mean = statistics.mean(e.figures["estimate"] for e in runs)
+            worst = max(abs_log_error(e.figures) for e in runs)
+            seconds = statistics.mean(e.figures["seconds"] for e in runs)
+            row.append(f"{mean:.3f} ({worst:.3f}, {seconds:.0f} s)")
+        rows.append(row)
+    lines += _table(["d", "true KL", *methods], rows)
+    if plot:
+        lines += ["", f"![error vs dimension]({plot.name})"]
+    return lines
+
+
+def accuracy_summary(entries: Sequence[Entry]) -> list[list[str]]:
+    """Per method: cases, median and worst |log(estimate/truth)|, mean seconds."""
+    rows = []
+    for method in _methods(entries):
+        runs = [e for e in entries if e.figures["method"] == method]
+        errors = [abs_log_error(e.figures) for e in runs]
+        seconds = statistics.mean(e.figures["seconds"] for e in runs)
+        rows.append(
+            [
+                method,
+                str(len(runs)),
+                f"{statistics.median(errors):.3f}",
+                f"{max(errors):.3f}",
+                f"{seconds:.1f}",
+            ]
+        )
+    return rows
+
+
+def _gan_rows(entries: Sequence[Entry]) -> list[list[str]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        if "data" in e.figures:
+            groups[e.figures["data"], e.figures["divergence"]].append(e.figures)
+    rows = []
+    for data, divergence in sorted(groups, key=lambda key: key[0]):
+        runs = groups[data, divergence]
+        ok = [r for r in runs if "error" not in r]
+        stopped = len(runs) - len(ok)
+        seeds = f"{len(runs)}" + (f" ({stopped} stopped)" if stopped else "")
+        seconds = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
+        if not ok:
+            rows.append([data, divergence, seeds, "-", "-", "-", seconds])
+            continue
+        modes = f"{statistics.mean(r['modes_captured'] for r in ok):.1f}/{ok[0]['modes']}"
+        quality = f"{statistics.mean(r['high_quality'] for r in ok):.1f}"
+        rkl = f"{statistics.mean(r['reverse_kl'] for r in ok):.3f}"
+        rows.append([data, divergence, seeds, modes, quality, rkl, seconds])
+    for data in sorted({d for d, _ in groups} & PUBLISHED.keys()):
+        model, *published = PUBLISHED[data]
+        cells = [f"{value}" for value in published]
+        rows.append([data, f"{model} (published)", "-", *cells, "-"])
+    rows.sort(key=lambda row: row[0])  # stable: each dataset's runs, then its published row
+    return rows
+
+
+GAN_HEADER = ["data", "objective", "seeds", "modes", "high quality %", "reverse KL", "mean s"]
+
+
+def _gan_section(section: Section, plot: Path | None) -> list[str]:
+    lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
+    lines += _table(GAN_HEADER, _gan_rows(section.entries))
+    if plot:
+        lines += ["", f"![generated samples]({plot.name})"]
+    return lines
+
+
+def report_markdown(secs: Sequence[Section], plot_paths: dict[int, Path | None]) -> str:
+    """REPORT.md for these sections; ``plot_paths`` maps a section's index to its PNG."""
+    by_suite: dict[str, list[tuple[int, Section]]] = defaultdict(list)
+    for i, s in enumerate(secs):
+        by_suite[s.suite].append((i, s))
+    sources = sorted({s.results.path.name for s in secs})
+    lines = [
+        "# fdiv benchmarks",
+        "",
+        "Rendered by `fdiv bench`; for each suite and machine, the newest of these results files:",
+        f"{', '.join(sources) or 'none'}. Times are medians; every table names its machine.",
+        "",
+        "## Headline: critic loss forward + backward at the largest size",
+        "",
+        *(_headline([s for _, s in by_suite["kernels"]]) or ["No kernel results yet."]),
+        "",
+        "## Kernels: critic loss forward + backward",
+        "",
+        "vs eager, vs compile: t(eager) / t and t(torch.compile) / t (above 1: faster). GB/s: the",
+        "fused kernel's traffic (8 N x itemsize bytes) over the median, where a copy baseline ran.",
+    ]
+    kinds = {"kernels": _kernel_section, "accuracy": _accuracy_section, "gan": _gan_section}
+    titles = {
+        "accuracy": "Estimator accuracy (Gaussian ground truth)",
+        "gan": "GAN mode coverage (PacGAN protocol)",
+    }
+    for suite, render_section in kinds.items():
+        if suite in titles:
+            lines += ["", f"## {titles[suite]}"]
+        if not by_suite[suite]:
+            lines += ["", "No results yet."]
+        for i, section in by_suite[suite]:
+            lines += ["", *render_section(section, plot_paths.get(i))]
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(secs: Sequence[Section], report: str) -> str:
+    """The README's Performance section (between the markers), from the same sections."""
+    lines = [
+        README_START,
+        f"_Generated by `fdiv bench` from the committed results; all tables and plots: [{report}]"
+        f"({report})._",
+    ]
+    kernels = [s for s in secs if s.suite == "kernels"]
+    if kernels:
+        lines += [
+            "",
+            "Critic loss forward + backward, median time per call at the largest size measured "
+            "(vs: t(other) / t(fdiv), above 1 means fdiv is faster):",
+            "",
+            *_headline(kernels),
+            "",
+            *(f"- {_provenance(s)}" for s in kernels),
+        ]
+    for s in secs:
+        if s.suite == "accuracy":
+            lines += [
+                "",
+                f"KL estimates against Gaussian ground truth, |log(estimate/truth)| over "
+                f"{len(s.entries)} cases; measured on {_where(s)}:",
+                "",
+                *_table(
+                    ["method", "cases", "median", "worst", "mean s"], accuracy_summary(s.entries)
+                ),
+            ]
+        elif s.suite == "gan":
+            lines += [
+                "",
+                f"GAN mode coverage against the published results; measured on {_where(s)}:",
+                "",
+                *_table(GAN_HEADER, _gan_rows(s.entries)),
+            ]
+    return "\n".join([*lines, README_END])
+
+
+def update_readme(readme: Path, section: str) -> None:
+    """Replace the text between the performance markers of ``readme`` (atomically)."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no {README_START} ... {README_END} markers to fill")
+    write_text(readme, text[:start] + section + text[end + len(README_END) :])
+
+
+def render(results: Sequence[Results], out_dir: Path, readme: Path | None = None) -> list[Path]:
+    """Write REPORT.md and its plots into ``out_dir`` (and the README section); the paths."""
+    secs = sections(results)
+    draw = {
+        "kernels": plots.kernel_times,
+        "accuracy": plots.accuracy_errors,
+        "gan": plots.gan_samples,
+    }
+    plot_paths: dict[int, Path | None] = {}
+    if importlib.util.find_spec("matplotlib") is None:
+        print(
+            "fdiv bench: matplotlib is not installed, so the report has no plots", file=sys.stderr
+        )
+    else:
+        plot_paths = {
+            i: draw[s.suite](
+                out_dir / f"REPORT-{s.suite}-{s.results.machine.id}.png", s.entries, _where(s)
+            )
+            for i, s in enumerate(secs)
+        }
+    report = out_dir / "REPORT.md"
+    write_text(report, report_markdown(secs, plot_paths))
+    written = [report, *(p for p in plot_paths.values() if p)]
+    if readme is not None:
+        update_readme(readme, readme_section(secs, report.relative_to(readme.parent).as_posix()))
+        written.append(readme)
+    return written
+
+
+def _provenance(section: Section) -> str:
+    res = section.results
+    quick = ", quick run" if any(e.quick for e in section.entries) else ""
+    return f"Measured on {_where(section)}; commit {res.commit}; from {res.path.name}{quick}."
+
+
+def _where(section: Section) -> str:
+    res = section.results
+    return f"{res.machine.label} ({res.datetime[:10]}, {res.software})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _size(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else str(n)
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` in µs, ms or s, whichever reads best."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return _number(value, 2, "×")
+
+
+def _number(value: float | None, digits: int, unit: str = "") -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}{unit}"

@@ -1,0 +1,176 @@
+"""The ``fdiv train``, ``fdiv sample`` and ``fdiv evaluate`` subcommands (registered in fdiv.cli).
+
+Every :class:`TrainConfig` field is a ``train`` option (``lr_g`` -> ``--lr-g``), so the command
+line and the library cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdiv.gan import metrics, plots
+from fdiv.gan.data import load_dataset
+from fdiv.gan.models import generate
+from fdiv.gan.trainer import (
+    LOSS_DEFAULTS,
+    NonFiniteLossError,
+    TrainConfig,
+    load_generator,
+    option_types,
+    resume,
+    train,
+)
+
+__all__ = [
+    "evaluate_arguments",
+    "evaluate_run",
+    "sample_arguments",
+    "sample_run",
+    "train_arguments",
+    "train_run",
+]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="RUN_DIR", help="directory of a new run")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint"
+    )
+    hints = option_types()
+    for f in fields(TrainConfig):
+        hint = hints[f.name]
+        options: dict[str, Any] = {"default": argparse.SUPPRESS}
+        if hint is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            count = len(typing.get_args(hint))
+            options.update(type=item, nargs="+" if Ellipsis in typing.get_args(hint) else count)
+        else:
+            options["type"] = hint
+        options["help"] = f"{f.metadata['help']} (default: {_default(f.name, f.default)})"
+        parser.add_argument(_flag(f.name), **options)
+
+
+def _default(name: str, default: object) -> str:
+    """The default as help text; per loss (from LOSS_DEFAULTS) where the field's default is None."""
+    if default is not None:
+        return _text(default)
+    common = LOSS_DEFAULTS["*"][name]
+    rows = [
+        (f"{loss}: ", row[name])
+        for loss, row in LOSS_DEFAULTS.items()
+        if row.get(name, common) != common
+    ]
+    return "; ".join(f"{label}{_text(value)}" for label, value in [("", common), *rows])
+
+
+def _text(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def train_run(args: argparse.Namespace) -> int:
+    given = {
+        f.name: tuple(v) if isinstance(v, list) else v
+        for f in fields(TrainConfig)
+        if (v := getattr(args, f.name, None)) is not None
+    }
+    try:
+        if args.resume:
+            if args.out:
+                raise ValueError("give either --out (a new run) or --resume (an existing one)")
+            extra = sorted(set(given) - {"steps"})
+            if extra:
+                raise ValueError(
+                    "with --resume only --steps may be given (the run keeps its configuration);"
+                    f" got {', '.join(map(_flag, extra))}"
+                )
+            result = resume(args.resume, steps=given.get("steps"))
+            run_dir = args.resume
+        else:
+            if not args.out:
+                raise ValueError("give --out RUN_DIR for a new run (or --resume RUN_DIR)")
+            result = train(TrainConfig(**given), args.out)
+            run_dir = args.out
+    except NonFiniteLossError as err:
+        print(f"fdiv: error: {err}", file=sys.stderr)
+        return 1
+    if result:
+        print(metrics.describe(result))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {run_dir}")
+    return 0
+
+
+def _run_options(parser: argparse.ArgumentParser, n_help: str) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
+    parser.add_argument("-n", type=int, default=metrics.N_SAMPLES, help=n_help)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
+    parser.add_argument(
+        "--raw", action="store_true", help="use the raw generator instead of its moving average"
+    )
+
+
+def _count(n: int) -> int:
+    if n < 1:
+        raise ValueError(f"-n must be a positive integer, got {n}")
+    return n
+
+
+def sample_arguments(parser: argparse.ArgumentParser) -> None:
+    _run_options(parser, "number of samples")
+    parser.add_argument("-o", "--output", required=True, help="output .npy file (N, d) float32")
+
+
+def sample_run(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise ValueError(f"{output}: the output must be an .npy file")
+    generator, _ = load_generator(args.run_dir, use_ema=not args.raw)
+    samples = generate(generator, _count(args.n), args.seed).numpy().astype(np.float32)
+    handle, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, samples, allow_pickle=False)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {output}")
+    return 0
+
+
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _run_options(parser, "generated samples to evaluate")
+    parser.add_argument(
+        "--estimate-steps", type=int, default=300, help="critic steps of the held-out estimate"
+    )
+
+
+def evaluate_run(args: argparse.Namespace) -> int:
+    generator, config = load_generator(args.run_dir, use_ema=not args.raw)
+    dataset = load_dataset(config.data)
+    result = metrics.evaluate(
+        generator,
+        dataset,
+        n=_count(args.n),
+        seed=args.seed,
+        estimate_steps=_count(args.estimate_steps),
+    )
+    print(metrics.describe(result))
+    for path in plots.plot_run(Path(args.run_dir), generator, dataset, seed=args.seed):
+        print(f"plot: {path}")
+    return 0

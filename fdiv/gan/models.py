@@ -1,0 +1,173 @@
+"""Generator and critic networks: MLPs for vectors, a small convolutional pair for 8x8 images.
+
+All networks take and return flat tensors: a generator maps latent codes (B, latent_dim) to
+samples (B, dim); a critic maps samples (B, dim) to raw outputs v (B,). The image networks reshape
+internally, so the trainer, the data and the metrics only ever see vectors. No batch norm and no
+dropout: the critic's gradient penalty needs per-sample independence, and all randomness of a run
+stays in its explicit, checkpointed generators.
+
+The MLPs work in standardised coordinates u = (x - shift) / scale (``shift`` the data mean,
+``scale`` one overall standard deviation, see :func:`fdiv.gan.data.standardisation`): the critic
+maps its data-space input to u first and the generator maps its output u back to data space, with
+``shift`` and ``scale`` stored as buffers. So hyperparameters do not depend on the data's scale,
+while the networks still take and return data-space samples (checkpoints, sampling and the
+metrics need no extra step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ConvCritic", "ConvGenerator", "MLPCritic", "MLPGenerator", "build_models", "generate"]
+
+
+def _check_sizes(name: str, sizes: Sequence[int]) -> None:
+    if not sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {sizes!r}")
+
+
+def _mlp(
+    inputs: int, hidden: Sequence[int], outputs: int, activation: type[nn.Module]
+) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = inputs
+    for h in hidden:
+        layers += [nn.Linear(width, h), activation()]
+        width = h
+    layers.append(nn.Linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+class _LeakyReLU(nn.LeakyReLU):
+    def __init__(self) -> None:
+        super().__init__(0.2)
+
+
+class _Standardised(nn.Module):
+    """Holds the buffers ``shift`` (dim,) and ``scale`` () of the map u = (x - shift) / scale."""
+
+    def __init__(self, dim: int, shift: Tensor | None, scale: float) -> None:
+        super().__init__()
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        self.register_buffer("shift", torch.zeros(dim) if shift is None else shift.float().clone())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+
+class MLPGenerator(_Standardised):
+    """``latent_dim -> hidden... -> dim``, ReLU between layers; returns shift + scale * output."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        dim: int,
+        hidden: Sequence[int] = (256, 256, 256),
+        shift: Tensor | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__(dim, shift, scale)
+        _check_sizes("generator hidden sizes", hidden)
+        self.latent_dim = latent_dim
+        self.net = _mlp(latent_dim, hidden, dim, nn.ReLU)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.addcmul(self.shift, self.net(z), self.scale)
+
+
+class MLPCritic(_Standardised):
+    """``dim -> hidden... -> 1`` on u = (x - shift) / scale, LeakyReLU(0.2); v of shape (B,)."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (256, 256, 256),
+        shift: Tensor | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__(dim, shift, scale)
+        _check_sizes("critic hidden sizes", hidden)
+        self.net = _mlp(dim, hidden, 1, _LeakyReLU)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x - self.shift) / self.scale).squeeze(-1)
+
+
+class ConvGenerator(nn.Module):
+    """Latent code -> (2c, 2, 2) -> (c, 4, 4) -> (1, 8, 8) by transposed convolutions; tanh output.
+
+    ``channels`` is c; the result is flattened to (B, 64).
+    """
+
+    def __init__(self, latent_dim: int, channels: int = 64) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, 2 * channels * 4),
+            nn.ReLU(),
+            nn.Unflatten(1, (2 * channels, 2, 2)),
+            nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, 1, 4, stride=2, padding=1),
+            nn.Tanh(),
+            nn.Flatten(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class ConvCritic(nn.Module):
+    """(B, 64) -> (1, 8, 8) -> (c, 4, 4) -> (2c, 2, 2) -> v (B,), LeakyReLU(0.2) between layers."""
+
+    def __init__(self, channels: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (1, 8, 8)),
+            nn.Conv2d(1, channels, 4, stride=2, padding=1),
+            _LeakyReLU(),
+            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
+            _LeakyReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * channels * 4, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def build_models(
+    dim: int,
+    latent_dim: int,
+    generator_hidden: Sequence[int],
+    critic_hidden: Sequence[int],
+    image: tuple[int, int, int] | None,
+    channels: int,
+    shift: Tensor | None = None,
+    scale: float = 1.0,
+) -> tuple[nn.Module, nn.Module]:
+    """(generator, critic): the convolutional pair for (1, 8, 8) images, the MLPs otherwise.
+
+    ``shift`` and ``scale`` standardise the MLPs' coordinates (images are already in [-1, 1]).
+    """
+    if image == (1, 8, 8):
+        return ConvGenerator(latent_dim, channels), ConvCritic(channels)
+    return (
+        MLPGenerator(latent_dim, dim, generator_hidden, shift, scale),
+        MLPCritic(dim, critic_hidden, shift, scale),
+    )
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, n: int, seed: int, batch: int = 8192) -> Tensor:
+    """``n`` samples (n, dim) of ``generator`` from standard normal codes drawn with ``seed``."""
+    codes = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    out = torch.cat([generator(chunk.to(device)) for chunk in codes.split(batch)])
+    generator.train(was_training)
+    return out

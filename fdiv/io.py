@@ -1,0 +1,150 @@
+"""Sample sets in and results out: loading files, checking sample matrices, atomic JSON writes.
+
+A sample set is a real matrix (N, d), one sample per row; a 1-D array is read as (N, 1).
+Files load without pickle: ``np.load(allow_pickle=False)``, ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["SUFFIXES", "as_samples", "load_samples", "write_json", "write_text"]
+
+SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".pt")
+
+
+def as_samples(x: object, name: str) -> np.ndarray:
+    """``x`` (torch tensor or numpy array) as a finite float64 matrix (N, d), or a clear error.
+
+    ``name`` says which input the message is about ("p", "q" or a file name).
+    """
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
+        array = x.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(x, np.ndarray):
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold real numbers, got an array of dtype {x.dtype}")
+        array = x.astype(np.float64)
+    else:
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy.ndarray of shape (N, d), "
+            f"got {type(x).__name__}"
+        )
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (N, d) or (N,) with N, d >= 1, got {x.shape}")
+    bad = ~np.isfinite(array)
+    count = int(bad.sum())
+    if count:
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} has {count} non-finite value{'s' if count > 1 else ''} "
+            f"(first at row {row}, column {column})"
+        )
+    return np.ascontiguousarray(array)
+
+
+def load_samples(path: str | os.PathLike[str]) -> np.ndarray:
+    """The sample matrix stored in ``path`` (.npy, .npz with one array, .csv, .pt tensor).
+
+    The result is checked by :func:`as_samples` (errors name the file).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; known: {', '.join(SUFFIXES)}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    loader = {".npy": _load_npy, ".npz": _load_npz, ".csv": _load_csv, ".pt": _load_pt}[suffix]
+    return as_samples(loader(path), str(path))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:  # object arrays need pickle; a corrupt header lands here too
+        raise ValueError(f"{path}: not a numeric .npy array ({err})") from None
+
+
+def _load_npz(path: Path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if len(names) != 1:
+                raise ValueError(
+                    f"{path}: an .npz must hold exactly one array, found {len(names)}"
+                    + (f" ({', '.join(names)})" if names else "")
+                )
+            return archive[names[0]]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npz archive ({err})") from None
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a numeric .npz array ({err})") from None
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [[cell.strip() for cell in line.split(",")] for line in lines]
+    if rows and not all(_is_number(cell) for cell in rows[0]):
+        rows = rows[1:]  # a header
+    if not rows:
+        raise ValueError(f"{path}: no numeric rows")
+    width = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{path}: row {i} has {len(row)} columns, expected {width}")
+        for j, cell in enumerate(row):
+            if not _is_number(cell):
+                raise ValueError(f"{path}: row {i}, column {j} is not a number: {cell!r}")
+    return np.array(rows, dtype=np.float64)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_pt(path: Path) -> torch.Tensor:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not loadable with weights_only=True ({first_line})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise TypeError(f"{path}: a .pt file must hold one tensor, found {type(obj).__name__}")
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it, then a rename."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a result file is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,95 @@
+"""Two processes on the CPU (gloo): synchronised networks, rank-averaged metrics, exact resume.
+
+One ``torch.multiprocessing.spawn`` runs every check, to pay the process start-up once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import tiny_config
+
+from fdiv.gan import checkpoint
+from fdiv.gan.trainer import Trainer, resume, train
+
+WORLD = 2
+
+
+def _worker(rank: int, port: int, root: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+    )
+    out = Path(root)
+    # The gradient penalty (double backward) is on: the hardest case for DDP.
+    config = tiny_config(divergence="wgan-gp", steps=6, checkpoint_every=3)
+    train(config, out / "straight")
+    interrupted = Trainer(config, out / "cut")
+    if rank == 0:
+        (out / "cut").mkdir()
+    for _ in range(3):
+        interrupted.train_step()
+    interrupted.save_checkpoint()
+    interrupted.ctx.barrier()
+    resume(out / "cut")
+
+    trainer = Trainer(tiny_config(divergence="js", penalty="r1"), out / "unused")
+    local: dict[str, float] = {}
+    for name in ("critic_update", "generator_update"):
+        update = getattr(trainer, name)
+
+        def record(detailed: bool = False, update=update) -> dict[str, torch.Tensor]:
+            values = update(detailed)
+            local.update({k: float(v) for k, v in values.items()})
+            return values
+
+        setattr(trainer, name, record)
+    reduced = trainer.train_step(detailed=True)
+    torch.save(
+        {
+            "local": local,
+            "reduced": reduced,
+            "generator": trainer.generator.state_dict(),
+            "critic": trainer.critic.state_dict(),
+        },
+        out / f"rank{rank}.pt",
+    )
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_train_in_sync_and_average_their_metrics(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for part in ("generator", "critic"):
+        assert all(torch.equal(ranks[0][part][k], ranks[1][part][k]) for k in ranks[0][part])
+    assert ranks[0]["local"]["critic_loss"] != ranks[1]["local"]["critic_loss"]  # own data
+    for key, value in ranks[0]["reduced"].items():
+        mean = (ranks[0]["local"][key] + ranks[1]["local"][key]) / 2
+        assert abs(value - mean) <= 1e-6 * max(1.0, abs(mean)), key
+    assert ranks[1]["reduced"] == ranks[0]["reduced"]
+
+    assert not (tmp_path / "unused").exists()
+    straight = checkpoint.load(checkpoint.latest(tmp_path / "straight"))
+    cut = checkpoint.load(checkpoint.latest(tmp_path / "cut"))
+    assert straight["world_size"] == 2 and straight["rng_data"].shape[0] == 2
+    for part in ("generator", "critic", "ema", "rng_data", "rng_noise"):
+        a, b = straight[part], cut[part]
+        assert all(torch.equal(a[k], b[k]) for k in a) if isinstance(a, dict) else torch.equal(a, b)
+    steps = [line for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == 6

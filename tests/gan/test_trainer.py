@@ -1,0 +1,148 @@
+"""The training loop: loss wiring, every objective, exact resume, checkpoints, the NaN guard."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+import fdiv
+from fdiv.divergences import registry
+from fdiv.gan import checkpoint
+from fdiv.gan.trainer import NonFiniteLossError, TrainConfig, Trainer, resume, train
+
+OBJECTIVES = [*(d.name for d in registry.registered()), "alpha(2)", "alpha(-1)", "wgan-gp", "hinge"]
+
+
+def test_critic_step_is_fdiv_critic_loss_on_the_same_batch(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(divergence="gan"), tmp_path)
+    critic, generator = copy.deepcopy(trainer.critic), copy.deepcopy(trainer.generator)
+    data_rng, noise_rng = torch.Generator(), torch.Generator()
+    data_rng.set_state(trainer.data_rng.get_state())
+    noise_rng.set_state(trainer.noise_rng.get_state())
+
+    loss = trainer.critic_update()["critic_loss"]
+
+    x_real = trainer.dataset.sample(32, data_rng)
+    x_fake = generator(torch.randn(32, 4, generator=noise_rng)).detach()
+    expected = fdiv.critic_loss(critic(x_real), critic(x_fake), "gan")
+    expected.backward()
+    assert torch.equal(loss, expected.detach())
+    for p_trained, p_copy in zip(trainer.critic.parameters(), critic.parameters(), strict=True):
+        torch.testing.assert_close(p_trained.grad, p_copy.grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_one_step_of_each_objective_runs_and_moves_both_networks(tmp_path: Path, name: str) -> None:
+    config = tiny_config(divergence=name, generator_objective="minimax", penalty="auto")
+    trainer = Trainer(config, tmp_path)
+    before = [copy.deepcopy(m.state_dict()) for m in (trainer.generator, trainer.critic)]
+    record = trainer.train_step(detailed=True)
+    assert set(record) >= {"critic_loss", "bound_p", "bound_q", "generator_loss", "grad_norm_g"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    for module, old in zip((trainer.generator, trainer.critic), before, strict=True):
+        assert any(not torch.equal(v, old[k]) for k, v in module.state_dict().items())
+    assert record["penalty"] > 0  # wgan-gp for wgan-gp, r1 for the others
+
+
+@pytest.mark.parametrize("penalty", ["r1", "wgan-gp"])
+def test_training_does_not_depend_on_the_data_scale(tmp_path: Path, penalty: str) -> None:
+    base = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32) + 3.0
+    runs = []
+    for factor in (1.0, 10.0):
+        path = tmp_path / f"x{factor:g}.npy"
+        np.save(path, base * factor)
+        trainer = Trainer(
+            tiny_config(data=str(path), penalty=penalty, steps=3), tmp_path / path.stem
+        )
+        records = [trainer.train_step(detailed=True) for _ in range(3)]
+        runs.append((trainer, records))
+    (small, small_log), (large, large_log) = runs
+    for key in ("critic_loss", "penalty", "generator_loss"):
+        torch.testing.assert_close(
+            torch.tensor([r[key] for r in large_log]), torch.tensor([r[key] for r in small_log])
+        )
+    z = torch.randn(64, 4)
+    torch.testing.assert_close(large.generator(z), 10.0 * small.generator(z))
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = checkpoint.load(checkpoint.latest(run_dir))
+    return {
+        f"{part}.{k}": v for part in ("generator", "critic", "ema") for k, v in state[part].items()
+    }
+
+
+def test_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path: Path) -> None:
+    config = tiny_config(steps=6, checkpoint_every=3, penalty="r1", lr_decay=0.5)
+    train(config, tmp_path / "straight")
+    interrupted = Trainer(config, tmp_path / "cut")
+    (tmp_path / "cut").mkdir()
+    for _ in range(3):
+        interrupted.train_step()
+    interrupted.save_checkpoint()
+    del interrupted
+    resume(tmp_path / "cut")
+    straight, cut = _weights(tmp_path / "straight"), _weights(tmp_path / "cut")
+    assert straight.keys() == cut.keys()
+    assert all(torch.equal(straight[k], cut[k]) for k in straight)
+
+
+def test_checkpoints_keep_the_newest_and_load_weights_only(tmp_path: Path) -> None:
+    train(tiny_config(steps=7, checkpoint_every=2, keep_checkpoints=2), tmp_path)
+    assert [step for step, _ in checkpoint.checkpoints(tmp_path)] == [6, 7]
+    state = torch.load(checkpoint.latest(tmp_path), weights_only=True)
+    assert state["step"] == 7 and state["rng_data"].dtype == torch.uint8
+    assert TrainConfig.from_dict(state["config"]) == tiny_config(
+        steps=7, checkpoint_every=2, keep_checkpoints=2
+    )
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 7
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(steps=10), tmp_path)
+    for _ in range(2):
+        trainer.train_step()
+    trainer.save_checkpoint()
+    with torch.no_grad():
+        trainer.critic.net[-1].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"at step 3: the critic loss is not finite"):
+        trainer.train_step()
+    assert checkpoint.latest(tmp_path).name == "ckpt-00000002.pt"
+    assert torch.isfinite(
+        checkpoint.load(checkpoint.latest(tmp_path))["critic"]["net.4.bias"]
+    ).all()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data": "ring9"}, "dataset 'ring9' is unknown"),
+        ({"steps": -5}, "steps must be a positive integer"),
+        ({"divergence": "jsd2"}, "divergence 'jsd2' is unknown"),
+        ({"generator_objective": "saturating"}, "generator objective 'saturating' is unknown"),
+        ({"betas_d": (0.5, 1.5)}, "betas_d must be two numbers in"),
+        ({"penalty": "gp"}, "penalty 'gp' is unknown"),
+        ({"amp": True}, "amp .* needs a CUDA device"),
+    ],
+)
+def test_bad_configuration_is_a_clear_value_error(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(**overrides), tmp_path / "run")
+
+
+def test_resume_needs_a_checkpoint_and_train_refuses_to_overwrite(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        resume(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        resume(tmp_path / "nowhere")
+    train(tiny_config(steps=2), tmp_path / "run")
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny_config(steps=2), tmp_path / "run")

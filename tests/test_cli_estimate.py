@@ -1,0 +1,146 @@
+"""``fdiv estimate``: file formats, output, the JSON result, and one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fdiv.cli import main
+from fdiv.io import load_samples
+
+RNG = np.random.default_rng(0)
+P = RNG.normal(size=(400, 2))
+Q = RNG.normal(size=(300, 2)) * 1.3 + 0.5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny critics run on one thread: on a shared, oversubscribed CPU, OpenMP spin-waiting made
+    two threads ten times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save(path: Path, array: object) -> str:
+    """Write ``array`` in the format named by ``path``'s suffix; returns the path as a string."""
+    if path.suffix == ".npy":
+        np.save(path, array)
+    elif path.suffix == ".npz":
+        np.savez(path, samples=array)
+    elif path.suffix == ".pt":
+        torch.save(array, path)
+    else:
+        path.write_text(array if isinstance(array, str) else _csv(np.asarray(array)))
+    return str(path)
+
+
+def _csv(array: np.ndarray) -> str:
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in np.atleast_2d(array))
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(["estimate", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".pt"])
+def test_every_format_loads_the_same_matrix(tmp_path: Path, suffix: str) -> None:
+    array = torch.from_numpy(P) if suffix == ".pt" else P
+    assert np.array_equal(load_samples(save(tmp_path / f"p{suffix}", array)), P)
+
+
+def test_csv_with_header_and_1d_arrays(tmp_path: Path) -> None:
+    text = "x,y\n" + _csv(P[:5])
+    assert np.array_equal(load_samples(save(tmp_path / "h.csv", text)), P[:5])
+    assert load_samples(save(tmp_path / "v.npy", P[:, 0])).shape == (400, 1)
+
+
+def test_variational_estimate_prints_and_writes_json(tmp_path: Path, capsys) -> None:
+    p, q = save(tmp_path / "p.npy", P), save(tmp_path / "q.csv", Q)
+    out_json = tmp_path / "result.json"
+    code, out, err = run(capsys, p, q, "--steps", "40", "--seed", "3", "--json", str(out_json))
+    assert code == 0 and err == ""
+    assert "kl (dv):" in out and "nats, 95% interval [" in out
+    result = json.loads(out_json.read_text())
+    assert result["method"] == "variational" and result["bound"] == "dv"
+    assert result["n_test"] == [80, 60] and result["steps"] == 40
+    low, high = result["ci95"]
+    assert low < result["value"] < high
+    assert f"{result['value']:.4f}" in out
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed into place
+
+
+def test_js_with_fdual(tmp_path: Path, capsys) -> None:
+    p, q = save(tmp_path / "p.pt", torch.from_numpy(P)), save(tmp_path / "q.npz", Q)
+    code, out, _ = run(capsys, p, q, "--divergence", "js", "--steps", "20")
+    assert code == 0 and out.startswith("js (fdual):")
+
+
+def test_knn_method(tmp_path: Path, capsys) -> None:
+    p, q = save(tmp_path / "p.npy", P), save(tmp_path / "q.npy", Q)
+    out_json = tmp_path / "knn.json"
+    code, out, _ = run(capsys, p, q, "--method", "knn", "--k", "4", "--json", str(out_json))
+    assert code == 0 and "kNN, k=4" in out
+    result = json.loads(out_json.read_text())
+    assert result["method"] == "knn" and math.isfinite(result["value"])
+    assert result["n"] == [400, 300]
+
+
+def _nan_p() -> np.ndarray:
+    bad = P.copy()
+    bad[17, 1] = np.nan
+    bad[30, 0] = np.inf
+    return bad
+
+
+BAD_CASES = [
+    ({"p.npy": _nan_p()}, [], r"p\.npy has 2 non-finite values \(first at row 17, column 1\)"),
+    ({"q.npy": Q[:, :1]}, [], "same dimension"),
+    ({"p.npy": P[:60]}, [], "at least 20"),
+    ({"p.csv": "a,b\n1,2\n3,x\n"}, [], r"row 1, column 1 is not a number: 'x'"),
+    ({"p.npy": P.astype(object)}, [], "not a numeric .npy array"),
+    ({"p.pt": {"x": torch.zeros(3)}}, [], "must hold one tensor, found dict"),
+    ({}, ["--divergence", "jsdd"], "divergence 'jsdd' is unknown"),
+    ({}, ["--divergence", "js", "--bound", "dv"], "'dv' applies only to kl"),
+    ({}, ["--steps", "0"], "steps must be positive"),
+    ({}, ["--steps", "ten"], "invalid int value"),
+    ({}, ["--method", "knn", "--divergence", "js"], "knn estimates kl only"),
+    ({"p.txt": "1\n"}, [], "unknown file type '.txt'"),
+]
+
+
+@pytest.mark.parametrize(("files", "extra", "message"), BAD_CASES)
+def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys, files, extra, message) -> None:
+    paths = {"p": save(tmp_path / "p.npy", P), "q": save(tmp_path / "q.npy", Q)}
+    for name, content in files.items():
+        paths[name[0]] = save(tmp_path / name, content)
+    code, out, err = run(capsys, paths["p"], paths["q"], "--steps", "5", *extra)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("fdiv")
+    assert re.search(message, err), err
+
+
+def test_npz_with_two_arrays_and_missing_file(tmp_path: Path, capsys) -> None:
+    two = tmp_path / "two.npz"
+    np.savez(two, a=P, b=Q)
+    q = save(tmp_path / "q.npy", Q)
+    for p, message in ((str(two), "exactly one array, found 2 (a, b)"), ("nope.npy", "no such")):
+        code, _, err = run(capsys, p, q)
+        assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_help_renders(capsys) -> None:
+    for argv in (["--help"], ["estimate", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0
+        assert "estimate" in capsys.readouterr().out
