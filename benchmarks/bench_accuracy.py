@@ -5,25 +5,21 @@ P = N(0, I_d) and Q = N(t u, (1 + t/2) I_d) with u a unit vector along the diago
 p/q is bounded and Var_Q(p/q) finite (the DV partition term has finite variance); a P broader than
 Q would make the DV bound at KL = 5 harder still. 20k samples per side, default ``estimate``
 settings (so the test split holds 4000 per side). Nothing is asserted: the figures go to
-``benchmark.extra_info`` and to ``benchmarks/results/accuracy-<date>-cpu.{md,json}``.
+``benchmark.extra_info["figures"]`` (see ``fdiv.bench.results``) and into the report.
 
-    FDIV_BENCH_SEEDS=1 .venv/bin/python -m pytest benchmarks/bench_accuracy.py --benchmark-enable
+    .venv/bin/fdiv bench --suite accuracy            # the full grid: 3 seeds x 12 pairs x 4
+    .venv/bin/fdiv bench --suite accuracy --quick    # seed 0, d = 5, KL = 1, every method
 
-FDIV_BENCH_SEEDS (default 3) sets how many seeds run; the grid runs seed by seed, so a partial run
-still covers whole seeds first. FDIV_BENCH_THREADS (default: torch's choice) sets torch's thread
-count; on a shared, oversubscribed machine one thread avoids OpenMP spin-waiting, which made two
-threads 10x slower than one in our runs.
+FDIV_BENCH_SEEDS (default 3) sets how many seeds the full grid runs; it runs seed by seed, so a
+partial run still covers whole seeds first.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
 import math
 import os
-import platform
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,20 +29,21 @@ from scipy.optimize import brentq
 from fdiv.divergences.estimate import estimate
 from fdiv.divergences.gaussian import Gaussian, kl
 from fdiv.divergences.knn import knn_kl
-from fdiv.io import write_json, write_text
 
 N = 20_000
 DIMS = (1, 5, 10, 20)
 KLS = (0.1, 1.0, 5.0)
 METHODS = ("dv", "smile", "fdual", "knn")
 SEEDS = tuple(range(int(os.environ.get("FDIV_BENCH_SEEDS", "3"))))
-RESULTS = Path(__file__).parent / "results"
-TARGET = math.log(1.1)
+QUICK = {"seed": 0, "d": 5, "target": 1.0}
 
-if "FDIV_BENCH_THREADS" in os.environ:
-    torch.set_num_threads(int(os.environ["FDIV_BENCH_THREADS"]))
-
-CASES = [(s, d, t, m) for s in SEEDS for d in DIMS for t in KLS for m in METHODS]
+CASES = [
+    pytest.param(s, d, t, m, marks=() if (s, d, t) == tuple(QUICK.values()) else pytest.mark.full)
+    for s in SEEDS
+    for d in DIMS
+    for t in KLS
+    for m in METHODS
+]
 
 
 def gaussian_pair(d: int, target: float) -> tuple[Gaussian, Gaussian]:
@@ -63,17 +60,9 @@ def gaussian_pair(d: int, target: float) -> tuple[Gaussian, Gaussian]:
     return pair(t)
 
 
-@pytest.fixture(scope="module")
-def rows() -> Any:
-    collected: list[dict[str, Any]] = []
-    yield collected
-    if collected:
-        _write(collected)
-
-
 @pytest.mark.parametrize(("seed", "d", "target", "method"), CASES)
 def test_accuracy(
-    benchmark: Any, rows: list[dict[str, Any]], seed: int, d: int, target: float, method: str
+    benchmark: Any, figures: Callable[..., None], seed: int, d: int, target: float, method: str
 ) -> None:
     p, q = gaussian_pair(d, target)
     truth = kl(p, q)
@@ -100,53 +89,4 @@ def test_accuracy(
         "relative_error": (value - truth) / truth,
         "seconds": seconds,
     }
-    benchmark.extra_info.update(row)
-    rows.append(row)
-
-
-def _write(rows: list[dict[str, Any]]) -> None:
-    stamp = datetime.date.today().isoformat()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "date": stamp,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "samples_per_side": N,
-        "seeds": sorted({r["seed"] for r in rows}),
-    }
-    write_json(RESULTS / f"accuracy-{stamp}-cpu.json", {"meta": meta, "rows": rows})
-    lines = [
-        f"# Estimator accuracy, {stamp} (CPU)",
-        "",
-        f"P = N(0, I_d), Q = N(t u, (1 + t/2) I_d), {N} samples per side, default `estimate`; "
-        f"seeds {meta['seeds']}; {meta['machine']}, torch {meta['torch']}, "
-        f"{meta['threads']} threads.",
-        "Cells: mean estimate over seeds (worst |log(estimate/truth)|, mean seconds).",
-        f"Target: |log(est/truth)| <= log 1.1 = {TARGET:.4f} for KL >= 1 at d <= 10.",
-        "",
-        "| d | true KL | " + " | ".join(METHODS) + " |",
-        "|---|---|" + "---|" * len(METHODS),
-    ]
-    for d in DIMS:
-        for target in KLS:
-            cells = []
-            for method in METHODS:
-                sel = [
-                    r
-                    for r in rows
-                    if r["d"] == d and r["method"] == method and abs(r["truth"] - target) < 1e-6
-                ]
-                if not sel:
-                    cells.append("-")
-                    continue
-                mean = sum(r["estimate"] for r in sel) / len(sel)
-                worst = max(
-                    abs(r["log_error"]) if r["log_error"] is not None else math.inf for r in sel
-                )
-                secs = sum(r["seconds"] for r in sel) / len(sel)
-                mark = " **miss**" if target >= 1 and d <= 10 and worst > TARGET else ""
-                cells.append(f"{mean:.3f} ({worst:.3f}, {secs:.0f} s){mark}")
-            lines.append(f"| {d} | {target:g} | " + " | ".join(cells) + " |")
-    write_text(RESULTS / f"accuracy-{stamp}-cpu.md", "\n".join(lines) + "\n")
-    print(json.dumps(meta))
+    figures(**row)

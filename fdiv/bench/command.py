@@ -58,11 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run, render and compare as the options say; the exit status."""
-    old, *new = args.compare or [None]
+    old_path, *new = args.compare or [None]
     if len(new) > 1:
         raise ValueError("--compare takes OLD.json and at most one NEW.json")
-    if new:
-        return _compare(old, new[0], args)
+    old = results.load(old_path) if old_path is not None else None  # bad input fails first
+    if old is not None and new:
+        return _compare(old, results.load(new[0]), args)
     out_dir = args.out if args.out is not None else find_tree() / "benchmarks" / "results"
     if not out_dir.is_dir():
         raise FileNotFoundError(f"{out_dir}: no such directory for the results")
@@ -89,12 +90,12 @@ def run(args: argparse.Namespace) -> int:
     if old is not None:
         if len(produced) != 1:
             raise ValueError("--compare OLD.json needs one new results file to compare with")
-        status = max(status, _compare(old, produced[0], args))
+        status = max(status, _compare(old, results.load(produced[0]), args))
     return 1 if status else 0
 
 
-def _compare(old: str | Path, new: str | Path, args: argparse.Namespace) -> int:
-    text, regressions = compare.describe(results.load(old), results.load(new), args.threshold)
+def _compare(old: results.Results, new: results.Results, args: argparse.Namespace) -> int:
+    text, regressions = compare.describe(old, new, args.threshold)
     print(text)
     return 1 if regressions and args.fail_on_regression else 0
 

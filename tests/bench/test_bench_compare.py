@@ -96,7 +96,11 @@ def test_bad_input_is_one_line_and_status_2(
     path = tmp_path / "missing.json"
     if content is not None:
         path.write_text(content)
-    for argv in (["--compare", str(path), str(FIXTURE)], ["--report-only", str(path)]):
+    for argv in (
+        ["--compare", str(path), str(FIXTURE)],
+        ["--compare", str(path)],  # OLD is read before any suite runs
+        ["--report-only", str(path)],
+    ):
         assert cli.main(["bench", *argv, "--out", str(tmp_path)]) == 2
         captured = capsys.readouterr()
         assert captured.err.count("\n") == 1 and message in captured.err

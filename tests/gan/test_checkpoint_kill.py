@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 import torch
-from conftest import tiny_config
+from gan_testing import tiny_config
 
 from fdiv.gan import checkpoint
 from fdiv.gan.trainer import resume, train
@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     import torch
     sys.path.insert(0, {tests!r})
-    from conftest import tiny_config
+    from gan_testing import tiny_config
     from fdiv.gan.trainer import train
 
     torch.set_num_threads(1)

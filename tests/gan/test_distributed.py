@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import tiny_config
+from gan_testing import tiny_config
 
 from fdiv.gan import checkpoint
 from fdiv.gan.trainer import Trainer, resume, train

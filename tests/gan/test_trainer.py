@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from gan_testing import tiny_config
 
 import fdiv
 from fdiv.divergences import registry
