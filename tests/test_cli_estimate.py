@@ -19,16 +19,6 @@ P = RNG.normal(size=(400, 2))
 Q = RNG.normal(size=(300, 2)) * 1.3 + 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny critics run on one thread: on a shared, oversubscribed CPU, OpenMP spin-waiting made
-    two threads ten times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def save(path: Path, array: object) -> str:
     """Write ``array`` in the format named by ``path``'s suffix; returns the path as a string."""
     if path.suffix == ".npy":

@@ -27,16 +27,6 @@ FAST = {"steps": 600, "batch_size": 256, "eval_every": 25, "patience": 200}
 BIAS_ABS, BIAS_REL, Z = 0.03, 0.03, 4.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny critics run on one thread: on a shared, oversubscribed CPU, OpenMP spin-waiting made
-    two threads ten times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def pair(d: int) -> tuple[Gaussian, Gaussian]:
     """P = N(0, I_d), Q = N(0.4 * 1, 1.3^2 I_d): KL(P||Q) ~ 0.15 d."""
     eye = torch.eye(d, dtype=torch.float64)
