@@ -11,6 +11,7 @@ import math
 import os
 import statistics
 import tempfile
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def kernel_times(path: Path, entries: Sequence[Entry], title: str) -> Path | Non
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("median time per call (s)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 70), fontsize=9)
     return _save(fig, path)
 
 
@@ -91,7 +92,7 @@ def accuracy_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | 
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, va="bottom")
     axes[0].set_ylabel("mean |log(estimate / truth)| over seeds")
     axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 70), fontsize=9)
     return _save(fig, path)
 
 
@@ -123,7 +124,7 @@ def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None
             ax.scatter(xs, ys, s=3, alpha=0.6, color="tab:blue")
             caught = f"{f['modes_captured']}/{f['modes']} modes" if "modes" in f else "stopped"
             ax.set_title(f"{data}, {objective}\n{caught}", fontsize=9)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 70), fontsize=9)
     return _save(fig, path)
 
 
