@@ -6,6 +6,7 @@ Files load without pickle: ``np.load(allow_pickle=False)``, ``torch.load(weights
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -138,13 +139,26 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically: a temporary file beside it, then a rename."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename."""
     path = Path(path)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a result file is for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_png(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Write a matplotlib figure as a PNG to ``path`` atomically; returns the path."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    write_bytes(path, buffer.getvalue())
+    return Path(path)

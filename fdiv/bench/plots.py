@@ -6,11 +6,8 @@ date), and writes it atomically; it returns the path, or None where there is not
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import statistics
-import tempfile
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fdiv.bench.results import Entry, abs_log_error
 from fdiv.gan.data import BUILTIN
+from fdiv.io import write_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,7 +58,7 @@ def kernel_times(path: Path, entries: Sequence[Entry], title: str) -> Path | Non
     axes[0].set_ylabel("median time per call (s)")
     axes[0].legend(fontsize=8)
     fig.suptitle(textwrap.fill(title, 70), fontsize=9)
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def accuracy_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
@@ -93,7 +91,7 @@ def accuracy_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | 
     axes[0].set_ylabel("mean |log(estimate / truth)| over seeds")
     axes[0].legend(fontsize=8)
     fig.suptitle(textwrap.fill(title, 70), fontsize=9)
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
@@ -125,20 +123,4 @@ def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None
             caught = f"{f['modes_captured']}/{f['modes']} modes" if "modes" in f else "stopped"
             ax.set_title(f"{data}, {objective}\n{caught}", fontsize=9)
     fig.suptitle(textwrap.fill(title, 70), fontsize=9)
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG to ``path`` atomically (a temporary file beside it, then rename)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_png(fig, path)

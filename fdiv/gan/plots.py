@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from torch import Tensor, nn
 
 from fdiv.gan.data import Dataset
 from fdiv.gan.models import generate
+from fdiv.io import write_png
 
 __all__ = ["plot_curves", "plot_image_grid", "plot_run", "plot_samples_2d"]
 
@@ -42,18 +41,6 @@ def _figure(rows: int, cols: int, size: tuple[float, float]) -> Any:
 
     fig = Figure(figsize=size, layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _density_panel(
@@ -127,7 +114,7 @@ def plot_samples_2d(
         axes[0, 1].set_title(
             f"zoom on one mode; dashed: 3 std = {radius:g} (high quality)", fontsize=10
         )
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def plot_image_grid(path: Path, images: Tensor, shape: tuple[int, int, int], title: str) -> Path:
@@ -142,7 +129,7 @@ def plot_image_grid(path: Path, images: Tensor, shape: tuple[int, int, int], tit
         if i < n:
             ax.imshow(pictures[i].numpy(), cmap="Greys", vmin=-1.0, vmax=1.0)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def _is_estimate(key: str) -> bool:
@@ -187,7 +174,7 @@ def plot_curves(
         ax.set_xlabel("step")
     for ax in flat[panels:]:
         ax.axis("off")
-    return _save(fig, path)
+    return write_png(fig, path)
 
 
 def plot_run(run_dir: Path, generator: nn.Module, dataset: Dataset, seed: int = 0) -> list[Path]:

@@ -26,7 +26,7 @@ from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
 from fdiv.divergences.registry import FDivergence
-from fdiv.kernels.reference import GeneratorMode, Reduction
+from fdiv.kernels.reference import GeneratorMode, Reduction, reduction_scale
 
 __all__ = ["DEFAULT_BLOCK", "FAMILIES", "critic_loss", "generator_loss"]
 
@@ -265,10 +265,6 @@ def _family(div: FDivergence) -> tuple[int, float]:
     return FAMILIES[div.family], 0.0 if div.alpha is None else div.alpha
 
 
-def _scale(n: int, reduction: Reduction) -> float:
-    return 1.0 / n if reduction == "mean" else 1.0
-
-
 def _launch(
     v_p: Tensor | None,
     v_q: Tensor,
@@ -302,7 +298,7 @@ class _CriticLoss(torch.autograd.Function):
     def forward(
         ctx: Any, v_p: Tensor, v_q: Tensor, div: FDivergence, reduction: Reduction, block: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        s_p, s_q = _scale(v_p.numel(), reduction), _scale(v_q.numel(), reduction)
+        s_p, s_q = reduction_scale(v_p.numel(), reduction), reduction_scale(v_q.numel(), reduction)
         out, grad_p, grad_q = _launch(v_p, v_q, div, True, (-s_p, s_q, s_p, s_q), block)
         ctx.save_for_backward(grad_p, grad_q)
         loss, term_p, term_q = out.unbind()
@@ -325,7 +321,7 @@ class _GeneratorLoss(torch.autograd.Function):
         reduction: Reduction,
         block: int,
     ) -> Tensor:
-        s = -_scale(v_q.numel(), reduction)
+        s = -reduction_scale(v_q.numel(), reduction)
         out, _, grad = _launch(None, v_q, div, mode == "minimax", (0.0, s, 0.0, s), block)
         ctx.save_for_backward(grad)
         return out[0]

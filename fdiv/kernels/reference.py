@@ -48,7 +48,8 @@ def combine_terms(term_p: Tensor, term_q: Tensor) -> Tensor:
     return torch.where(both_inf & torch.isnan(loss), torch.full_like(loss, math.inf), loss)
 
 
-def _scale(n: int, reduction: Reduction) -> float:
+def reduction_scale(n: int, reduction: Reduction) -> float:
+    """The factor of a sum over n terms: 1/n for "mean", 1 for "sum"."""
     return 1.0 / n if reduction == "mean" else 1.0
 
 
@@ -72,9 +73,9 @@ class _CriticLoss(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         cdt = compute_dtype(v_p.dtype)
         x_p, x_q = v_p.to(cdt), v_q.to(cdt)
-        term_p, grad_p = _scaled(div.activation_terms, x_p, _scale(x_p.numel(), reduction))
+        term_p, grad_p = _scaled(div.activation_terms, x_p, reduction_scale(x_p.numel(), reduction))
         term_q, grad_q = _scaled(
-            div.conjugate_activation_terms, x_q, _scale(x_q.numel(), reduction)
+            div.conjugate_activation_terms, x_q, reduction_scale(x_q.numel(), reduction)
         )
         ctx.grads = (grad_p, grad_q)
         ctx.sizes, ctx.dtype = (x_p.numel(), x_q.numel()), v_p.dtype
@@ -100,7 +101,7 @@ class _GeneratorLoss(torch.autograd.Function):
     ) -> Tensor:
         x = v_q.to(compute_dtype(v_q.dtype))
         terms = div.activation_terms if mode == "nonsaturating" else div.conjugate_activation_terms
-        loss, ctx.grad = _scaled(terms, x, -_scale(x.numel(), reduction))
+        loss, ctx.grad = _scaled(terms, x, -reduction_scale(x.numel(), reduction))
         ctx.n, ctx.dtype = x.numel(), v_q.dtype
         return loss
 
