@@ -27,9 +27,9 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from fdiv.divergences.estimate import estimate
 from fdiv.divergences.gaussian import Gaussian, kl
-from fdiv.divergences.knn import knn_kl
+from fdiv.estimation.estimate import estimate
+from fdiv.estimation.knn import knn_kl
 
 N = 20_000
 DIMS = (1, 5, 10, 20)

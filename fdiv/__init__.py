@@ -3,10 +3,9 @@
 All divergences and bounds are in nats.
 """
 
-from fdiv import divergences
-from fdiv.divergences.estimate import Estimate, estimate
-from fdiv.divergences.knn import knn_kl
+from fdiv import divergences, estimation
 from fdiv.divergences.registry import FDivergence
+from fdiv.estimation import Estimate, estimate, knn_kl
 from fdiv.losses import (
     FDivergenceLoss,
     critic_loss,
@@ -28,6 +27,7 @@ __all__ = [
     "divergences",
     "dv_bound",
     "estimate",
+    "estimation",
     "generator_loss",
     "gradient_penalty",
     "knn_kl",

@@ -14,8 +14,8 @@ from typing import NoReturn
 from fdiv import __version__, io
 from fdiv.bench import command as bench_command
 from fdiv.divergences import registry
-from fdiv.divergences.estimate import BOUNDS, estimate
-from fdiv.divergences.knn import knn_kl
+from fdiv.estimation.estimate import BOUNDS, estimate
+from fdiv.estimation.knn import knn_kl
 from fdiv.gan import commands as gan_commands
 
 EXIT_USAGE = 2

@@ -12,7 +12,7 @@ import time
 import torch
 
 from fdiv.divergences import gaussian, registry
-from fdiv.divergences.estimate import estimate
+from fdiv.estimation.estimate import estimate
 from fdiv.gan.demo import ring8_demo
 
 N_SAMPLES = 1_000_000

@@ -12,13 +12,23 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["SUFFIXES", "as_samples", "load_samples", "write_json", "write_text"]
+__all__ = [
+    "SUFFIXES",
+    "as_samples",
+    "atomic_write",
+    "load_samples",
+    "write_bytes",
+    "write_json",
+    "write_png",
+    "write_text",
+]
 
 SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".pt")
 
@@ -138,22 +148,48 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file beside it, then a rename."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     write_bytes(path, text.encode())
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda out: out.write(data))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Let ``write`` fill a temporary file beside ``path``, fsync it, rename it into place.
+
+    A process killed at any moment leaves either the old file or the complete new one (plus at
+    most a hidden ``.<name>.*.tmp`` file); the directory is fsynced so the rename is durable.
+    The file is readable by all (mode 0644, like an ordinary new file). Returns ``path``.
+    """
     path = Path(path)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a result file is for reading
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and checkpoints are for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_png(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:

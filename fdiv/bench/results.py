@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fdiv.bench.machine import Machine, slug
+from fdiv.bench.machine import Machine
 
 __all__ = [
     "SUITES",
@@ -105,8 +105,6 @@ def load(path: str | Path) -> Results:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a JSON file ({err})") from None
-    if isinstance(data, dict) and isinstance(data.get("rows"), list) and "meta" in data:
-        return _legacy_accuracy(path, data)
     if not (
         isinstance(data, dict)
         and isinstance(data.get("machine_info"), dict)
@@ -149,31 +147,6 @@ def _entry(path: Path, bench: Any) -> Entry:
         median,
         dict(extra.get("figures") or {}),
         bool(extra.get("quick", False)),
-    )
-
-
-def _legacy_accuracy(path: Path, data: dict[str, Any]) -> Results:
-    """``{"meta", "rows"}``, as bench_accuracy.py wrote it before the convention."""
-    meta = data["meta"]
-    label = str(meta.get("machine", "unknown machine"))
-    entries = tuple(
-        Entry(
-            f"benchmarks/bench_accuracy.py::test_accuracy"
-            f"[{row['seed']}-{row['d']}-{round(row['truth'], 6)}-{row['method']}]",
-            "accuracy",
-            float(row["seconds"]),
-            dict(row),
-        )
-        for row in data["rows"]
-    )
-    machine = Machine(slug(f"cpu {label}"), label)
-    return Results(
-        path,
-        machine,
-        str(meta.get("date", "")),
-        "unknown",
-        _software(meta.get("torch"), meta.get("threads"), None),
-        entries,
     )
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fdiv.io import atomic_write
 
 __all__ = ["checkpoints", "latest", "load", "save"]
 
@@ -46,35 +47,12 @@ def latest(run_dir: str | os.PathLike[str]) -> Path:
 def save(run_dir: str | os.PathLike[str], step: int, state: dict[str, Any], keep: int) -> Path:
     """Write ``state`` as ``ckpt-<step>.pt`` atomically, then keep only the newest ``keep``."""
     directory = Path(run_dir)
-    path = directory / f"ckpt-{step:08d}.pt"
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            torch.save(state, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
+    path = atomic_write(directory / f"ckpt-{step:08d}.pt", lambda out: torch.save(state, out))
     for stale in directory.glob(".ckpt-*.tmp"):
         stale.unlink(missing_ok=True)
     for _, old in checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

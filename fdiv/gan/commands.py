@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -18,17 +17,11 @@ from typing import Any
 import numpy as np
 
 from fdiv.gan import metrics, plots
+from fdiv.gan.config import LOSS_DEFAULTS, TrainConfig, option_types
 from fdiv.gan.data import load_dataset
 from fdiv.gan.models import generate
-from fdiv.gan.trainer import (
-    LOSS_DEFAULTS,
-    NonFiniteLossError,
-    TrainConfig,
-    load_generator,
-    option_types,
-    resume,
-    train,
-)
+from fdiv.gan.trainer import NonFiniteLossError, load_generator, resume, train
+from fdiv.io import atomic_write
 
 __all__ = [
     "evaluate_arguments",
@@ -141,14 +134,7 @@ def sample_run(args: argparse.Namespace) -> int:
         raise ValueError(f"{output}: the output must be an .npy file")
     generator, _ = load_generator(args.run_dir, use_ema=not args.raw)
     samples = generate(generator, _count(args.n), args.seed).numpy().astype(np.float32)
-    handle, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, samples, allow_pickle=False)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(output, lambda out: np.save(out, samples, allow_pickle=False))
     print(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {output}")
     return 0
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fdiv.io import as_samples
+from fdiv.io import load_samples
 
 __all__ = ["BUILTIN", "Dataset", "load_dataset", "standardisation"]
 
@@ -113,15 +112,8 @@ def digits() -> Dataset:
 
 
 def from_npy(path: str) -> Dataset:
-    """The rows of a numeric (N, d) ``.npy`` array (loaded without pickle)."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        array = np.load(file, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a numeric .npy array ({err})") from None
-    return _array(str(path), as_samples(array, str(path)))
+    """The rows of a numeric (N, d) ``.npy`` array (loaded without pickle, see fdiv.io)."""
+    return _array(str(path), load_samples(path))
 
 
 def standardisation(dataset: Dataset) -> tuple[Tensor, float]:

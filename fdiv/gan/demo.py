@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from fdiv.gan import metrics
-from fdiv.gan.trainer import TrainConfig, train
+from fdiv.gan.config import TrainConfig
+from fdiv.gan.trainer import train
 
 __all__ = ["ring8_demo"]
 

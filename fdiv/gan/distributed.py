@@ -33,6 +33,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fdiv.device import resolve_device
+
 __all__ = ["Context", "from_environment", "single"]
 
 
@@ -67,14 +69,6 @@ class Context:
             out /= self.world_size
         return out
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is true on any rank."""
-        if not self.distributed:
-            return flag
-        t = torch.tensor([int(flag)], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
     def barrier(self) -> None:
         """Wait until every rank gets here (e.g. until rank 0 has written a checkpoint)."""
         if self.distributed:
@@ -105,9 +99,7 @@ def from_environment(device: str) -> Context | None:
     if world_size <= 1:
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from fdiv.divergences.estimate import estimate
+from fdiv.estimation.estimate import estimate
 from fdiv.gan.data import Dataset, digit_images
 from fdiv.gan.models import generate
 

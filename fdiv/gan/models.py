@@ -16,49 +16,17 @@ metrics need no extra step).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvCritic", "ConvGenerator", "MLPCritic", "MLPGenerator", "build_models", "generate"]
+from fdiv.estimation.critics import MLPCritic, Standardised, check_sizes, mlp
+
+__all__ = ["ConvCritic", "ConvGenerator", "MLPGenerator", "build_models", "generate"]
 
 
-def _check_sizes(name: str, sizes: Sequence[int]) -> None:
-    if not sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in sizes):
-        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {sizes!r}")
-
-
-def _mlp(
-    inputs: int, hidden: Sequence[int], outputs: int, activation: type[nn.Module]
-) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = inputs
-    for h in hidden:
-        layers += [nn.Linear(width, h), activation()]
-        width = h
-    layers.append(nn.Linear(width, outputs))
-    return nn.Sequential(*layers)
-
-
-class _LeakyReLU(nn.LeakyReLU):
-    def __init__(self) -> None:
-        super().__init__(0.2)
-
-
-class _Standardised(nn.Module):
-    """Holds the buffers ``shift`` (dim,) and ``scale`` () of the map u = (x - shift) / scale."""
-
-    def __init__(self, dim: int, shift: Tensor | None, scale: float) -> None:
-        super().__init__()
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        self.register_buffer("shift", torch.zeros(dim) if shift is None else shift.float().clone())
-        self.register_buffer("scale", torch.tensor(float(scale)))
-
-
-class MLPGenerator(_Standardised):
+class MLPGenerator(Standardised):
     """``latent_dim -> hidden... -> dim``, ReLU between layers; returns shift + scale * output."""
 
     def __init__(
@@ -70,30 +38,12 @@ class MLPGenerator(_Standardised):
         scale: float = 1.0,
     ) -> None:
         super().__init__(dim, shift, scale)
-        _check_sizes("generator hidden sizes", hidden)
+        check_sizes("generator hidden sizes", hidden)
         self.latent_dim = latent_dim
-        self.net = _mlp(latent_dim, hidden, dim, nn.ReLU)
+        self.net = mlp(latent_dim, hidden, dim, "relu")
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.addcmul(self.shift, self.net(z), self.scale)
-
-
-class MLPCritic(_Standardised):
-    """``dim -> hidden... -> 1`` on u = (x - shift) / scale, LeakyReLU(0.2); v of shape (B,)."""
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: Sequence[int] = (256, 256, 256),
-        shift: Tensor | None = None,
-        scale: float = 1.0,
-    ) -> None:
-        super().__init__(dim, shift, scale)
-        _check_sizes("critic hidden sizes", hidden)
-        self.net = _mlp(dim, hidden, 1, _LeakyReLU)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.shift) / self.scale).squeeze(-1)
 
 
 class ConvGenerator(nn.Module):
@@ -128,9 +78,9 @@ class ConvCritic(nn.Module):
         self.net = nn.Sequential(
             nn.Unflatten(1, (1, 8, 8)),
             nn.Conv2d(1, channels, 4, stride=2, padding=1),
-            _LeakyReLU(),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
-            _LeakyReLU(),
+            nn.LeakyReLU(0.2),
             nn.Flatten(),
             nn.Linear(2 * channels * 4, 1),
         )
@@ -157,7 +107,7 @@ def build_models(
         return ConvGenerator(latent_dim, channels), ConvCritic(channels)
     return (
         MLPGenerator(latent_dim, dim, generator_hidden, shift, scale),
-        MLPCritic(dim, critic_hidden, shift, scale),
+        MLPCritic(dim, critic_hidden, "leaky_relu", shift, scale),
     )
 
 

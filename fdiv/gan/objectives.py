@@ -15,13 +15,14 @@ import torch
 from torch import Tensor
 
 from fdiv.divergences.registry import FDivergence, get
-from fdiv.losses import critic_loss, generator_loss
+from fdiv.kernels.dispatch import BACKENDS
+from fdiv.kernels.eager import eager_critic_loss, eager_generator_loss, eager_gradient_penalty
+from fdiv.losses import GENERATOR_MODES, critic_loss, generator_loss, gradient_penalty
 
-__all__ = ["COMPARISON", "GENERATOR_OBJECTIVES", "LOSS_BACKENDS", "Objective", "objective"]
+__all__ = ["COMPARISON", "LOSS_BACKENDS", "Objective", "objective"]
 
 COMPARISON: tuple[str, ...] = ("wgan-gp", "hinge")
-GENERATOR_OBJECTIVES: tuple[str, ...] = ("nonsaturating", "minimax")
-LOSS_BACKENDS: tuple[str, ...] = ("auto", "torch", "triton", "eager")
+LOSS_BACKENDS: tuple[str, ...] = (*BACKENDS, "eager")
 
 
 @dataclass(frozen=True)
@@ -36,44 +37,42 @@ class Objective:
     mode: str
     backend: str
 
-    def critic(self, v_p: Tensor, v_q: Tensor) -> Tensor:
-        """The critic's loss on outputs for real (v_p) and generated (v_q) samples."""
+    def critic(self, v_p: Tensor, v_q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The critic's loss on outputs for real (v_p) and generated (v_q) samples, and the two
+        (detached) terms of its bound: (E_P[g(v_p)], E_Q[f*(g(v_q))]), or (E_P[v], E_Q[v])."""
         if self.divergence is None:
+            terms = v_p.detach().mean(), v_q.detach().mean()
             if self.name == "hinge":
-                return torch.relu(1.0 - v_p).mean() + torch.relu(1.0 + v_q).mean()
-            return v_q.mean() - v_p.mean()
+                return torch.relu(1.0 - v_p).mean() + torch.relu(1.0 + v_q).mean(), *terms
+            return v_q.mean() - v_p.mean(), *terms
         if self.backend == "eager":
-            term_p, term_q = self._terms(v_p, v_q)
-            return term_q - term_p
-        return critic_loss(v_p, v_q, self.divergence, backend=self.backend)
+            loss = eager_critic_loss(v_p, v_q, self.divergence)
+            _, term_p, term_q = critic_loss(
+                v_p.detach(), v_q.detach(), self.divergence, return_terms=True
+            )
+            return loss, term_p, term_q
+        return critic_loss(v_p, v_q, self.divergence, backend=self.backend, return_terms=True)
 
     def generator(self, v_q: Tensor) -> Tensor:
         """The generator's loss on critic outputs for generated samples."""
         if self.divergence is None:
             return -v_q.mean()
         if self.backend == "eager":
-            div = self.divergence
-            g = div.activation if self.mode == "nonsaturating" else div.conjugate_activation
-            return -g(v_q).mean()
+            return eager_generator_loss(v_q, self.divergence, self.mode)
         return generator_loss(v_q, self.divergence, self.mode, backend=self.backend)
 
-    def bound_terms(self, v_p: Tensor, v_q: Tensor) -> tuple[Tensor, Tensor]:
-        """The two terms of the bound, (E_P[g(v_p)], E_Q[f*(g(v_q))]); (E_P[v], E_Q[v]) else."""
-        with torch.no_grad():
-            return self._terms(v_p, v_q)
-
-    def _terms(self, v_p: Tensor, v_q: Tensor) -> tuple[Tensor, Tensor]:
-        if self.divergence is None:
-            return v_p.mean(), v_q.mean()
-        div = self.divergence
-        return div.activation(v_p).mean(), div.conjugate_activation(v_q).mean()
+    def penalty(self, grads: Tensor, kind: str, weight: float) -> Tensor:
+        """The gradient penalty ``kind`` of the critic's input gradients, on this backend."""
+        if self.backend == "eager":
+            return eager_gradient_penalty(grads, kind, weight)
+        return gradient_penalty(grads, kind, weight, self.backend)
 
 
 def objective(name: str, mode: str = "nonsaturating", backend: str = "auto") -> Objective:
     """The objective for a divergence name (any registered one, ``alpha(a)``) or a comparison."""
-    if mode not in GENERATOR_OBJECTIVES:
+    if mode not in GENERATOR_MODES:
         raise ValueError(
-            f"generator objective {mode!r} is unknown; known: {', '.join(GENERATOR_OBJECTIVES)}"
+            f"generator objective {mode!r} is unknown; known: {', '.join(GENERATOR_MODES)}"
         )
     if backend not in LOSS_BACKENDS:
         raise ValueError(f"loss backend {backend!r} is unknown; known: {', '.join(LOSS_BACKENDS)}")

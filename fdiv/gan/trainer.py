@@ -15,14 +15,7 @@ interrupted and resumed ends with bitwise the same weights as one that ran strai
 from __future__ import annotations
 
 import copy
-import json
-import math
-import sys
-import time
-import types
-import typing
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,204 +23,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fdiv.device import resolve_device
 from fdiv.gan import checkpoint, metrics, plots
+from fdiv.gan.config import TrainConfig
 from fdiv.gan.data import Dataset, load_dataset, standardisation
 from fdiv.gan.distributed import Context, from_environment, single
 from fdiv.gan.models import build_models
 from fdiv.gan.objectives import objective
+from fdiv.gan.runlog import RunLog
 from fdiv.io import write_json
-from fdiv.losses import gradient_penalty
 
-__all__ = [
-    "LOSS_DEFAULTS",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "Trainer",
-    "load_generator",
-    "loss_defaults",
-    "option_types",
-    "resume",
-    "train",
-]
-
-PENALTIES: tuple[str, ...] = ("auto", "none", "wgan-gp", "r1")
-
-#: The defaults that depend on the loss. A :class:`TrainConfig` field left at None takes the value
-#: of its loss's row (by canonical name), else of the ``"*"`` row. Tuned on ring8 and grid25 for
-#: about 1-2 CPU minutes a run (benchmarks/results/gan-*-cpu.md): the f-divergences learn fastest
-#: with a high learning rate, then a linear decay over the last 30% sharpens the modes (grid25:
-#: 12% high-quality samples before the decay, 84% after); the networks work in standardised
-#: coordinates (see fdiv.gan.models), so one row serves every data scale. wgan-gp keeps the
-#: usual n_critic 5, lr 1e-4, betas (0.5, 0.9) and fewer steps, as each costs ~5 critic updates.
-LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "*": {
-        "steps": 7000,
-        "n_critic": 1,
-        "lr_g": 2e-3,
-        "lr_d": 2e-3,
-        "betas_g": (0.5, 0.999),
-        "betas_d": (0.5, 0.999),
-        "lr_decay": 0.3,
-    },
-    "wgan-gp": {
-        "steps": 2000,
-        "n_critic": 5,
-        "lr_g": 1e-4,
-        "lr_d": 1e-4,
-        "betas_g": (0.5, 0.9),
-        "betas_d": (0.5, 0.9),
-        "lr_decay": 0.0,
-    },
-}
-
-
-def _option(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved as ``config.json`` in the run directory."""
-
-    data: str = _option("ring8", "dataset: ring8, grid25, spiral, digits, or a path to an .npy")
-    divergence: str = _option(
-        "js", "any registered f-divergence (e.g. js, gan, kl, alpha(2)), wgan-gp or hinge"
-    )
-    generator_objective: str = _option("nonsaturating", "nonsaturating or minimax")
-    steps: int | None = _option(None, "generator steps")
-    batch_size: int = _option(256, "samples per batch (per process)")
-    n_critic: int | None = _option(None, "critic steps per generator step")
-    lr_g: float | None = _option(None, "generator Adam learning rate")
-    lr_d: float | None = _option(None, "critic Adam learning rate")
-    betas_g: tuple[float, float] | None = _option(None, "generator Adam betas")
-    betas_d: tuple[float, float] | None = _option(None, "critic Adam betas")
-    lr_decay: float | None = _option(
-        None,
-        "decay both learning rates linearly to 0 over this last fraction of --steps (0: constant; "
-        "resuming with more steps follows the new length)",
-    )
-    penalty: str = _option(
-        "auto",
-        "critic gradient penalty: auto (wgan-gp for the wgan-gp loss, r1 otherwise), none, "
-        "wgan-gp, r1",
-    )
-    gp_weight: float = _option(10.0, "weight of the wgan-gp penalty, E[(||grad v|| - 1)^2]")
-    r1_weight: float = _option(1.0, "weight of the r1 penalty, 1/2 E_P[||grad v||^2]")
-    ema: float = _option(0.999, "decay of the generator's exponential moving average")
-    latent_dim: int = _option(8, "latent code dimension")
-    generator_hidden: tuple[int, ...] = _option((128, 128, 128), "generator MLP hidden sizes")
-    critic_hidden: tuple[int, ...] = _option((128, 128, 128), "critic MLP hidden sizes")
-    channels: int = _option(64, "channels of the convolutional pair (image data)")
-    seed: int = _option(0, "random seed")
-    device: str = _option("auto", "torch device; auto = CUDA when available")
-    amp: bool = _option(False, "bf16 autocast (CUDA only)")
-    loss_backend: str = _option("auto", "auto, torch, triton, or eager (plain autograd)")
-    log_every: int = _option(10, "write metrics every this many steps")
-    eval_every: int = _option(0, "evaluate every this many steps (0: only at the end)")
-    eval_samples: int = _option(2500, "generated samples per evaluation")
-    eval_steps: int = _option(300, "critic steps of the held-out divergence estimate")
-    evaluate: bool = _option(True, "evaluate and plot (at --eval-every and at the end)")
-    checkpoint_every: int = _option(1000, "write a checkpoint every this many steps")
-    keep_checkpoints: int = _option(3, "checkpoints kept")
-
-    def __post_init__(self) -> None:
-        """Fill the fields left at None from the loss's row of :data:`LOSS_DEFAULTS`."""
-        for name, value in loss_defaults(self.divergence).items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-
-    def validate(self) -> None:
-        """Raise ValueError (TypeError for wrong types) naming the first bad option."""
-        hints = option_types()
-        for f in fields(self):
-            _check_type(f.name, getattr(self, f.name), hints[f.name])
-        for name in ("steps", "batch_size", "n_critic", "latent_dim", "channels", "log_every"):
-            _require(name, getattr(self, name) >= 1, "a positive integer")
-        for name in ("eval_samples", "eval_steps", "checkpoint_every", "keep_checkpoints"):
-            _require(name, getattr(self, name) >= 1, "a positive integer")
-        _require("eval_every", self.eval_every >= 0, "a non-negative integer")
-        _require("seed", self.seed >= 0, "a non-negative integer")
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            _require(name, math.isfinite(value) and value > 0, "a positive finite number")
-        for name in ("betas_g", "betas_d"):
-            _require(name, all(0 <= b < 1 for b in getattr(self, name)), "two numbers in [0, 1)")
-        _require("ema", 0 <= self.ema < 1, "a number in [0, 1)")
-        _require("lr_decay", 0 <= self.lr_decay <= 1, "a fraction in [0, 1]")
-        for name in ("gp_weight", "r1_weight"):
-            weight = getattr(self, name)
-            _require(name, math.isfinite(weight) and weight >= 0, "a non-negative finite number")
-        for name in ("generator_hidden", "critic_hidden"):
-            _require(name, len(getattr(self, name)) >= 1 and min(getattr(self, name)) >= 1, "sizes")
-        if self.penalty not in PENALTIES:
-            raise ValueError(f"penalty {self.penalty!r} is unknown; known: {', '.join(PENALTIES)}")
-        objective(self.divergence, self.generator_objective, self.loss_backend)
-
-    @property
-    def resolved_penalty(self) -> str:
-        """The penalty in force: ``auto`` is wgan-gp for the wgan-gp loss, r1 otherwise."""
-        if self.penalty == "auto":
-            return "wgan-gp" if self.divergence == "wgan-gp" else "r1"
-        return self.penalty
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """The config stored by :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def loss_defaults(divergence: str) -> dict[str, Any]:
-    """The loss-dependent defaults of ``divergence`` (any name or alias the trainer accepts)."""
-    try:
-        name = objective(divergence).name
-    except ValueError:  # reported by validate()
-        name = divergence
-    return {**LOSS_DEFAULTS["*"], **LOSS_DEFAULTS.get(name, {})}
-
-
-def option_types() -> dict[str, Any]:
-    """Each :class:`TrainConfig` field's type, without the ``| None`` of loss-dependent ones."""
-    result = {}
-    for name, hint in typing.get_type_hints(TrainConfig).items():
-        if isinstance(hint, types.UnionType):
-            (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
-        result[name] = hint
-    return result
-
-
-def _check_type(name: str, value: object, hint: Any) -> None:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if not isinstance(value, tuple) or not all(_is(v, item) for v in value):
-            raise TypeError(f"{name} must be a tuple of {item.__name__}, got {value!r}")
-        if typing.get_args(hint)[1:] != (Ellipsis,) and len(value) != len(typing.get_args(hint)):
-            raise ValueError(
-                f"{name} must hold {len(typing.get_args(hint))} numbers, got {value!r}"
-            )
-    elif not _is(value, hint):
-        raise TypeError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
-
-
-def _is(value: object, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _require(name: str, ok: bool, what: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {what}")
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "load_generator", "resume", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -270,7 +76,9 @@ class Trainer:
         config.validate()
         self.config = config
         self.run_dir = Path(run_dir)
-        self.ctx = context or from_environment(config.device) or single(_device(config.device))
+        self.ctx = (
+            context or from_environment(config.device) or single(resolve_device(config.device))
+        )
         device = self.ctx.device
         if config.amp and device.type != "cuda":
             raise ValueError("amp (bf16 autocast) needs a CUDA device")
@@ -326,9 +134,8 @@ class Trainer:
             v = self.critic(x).float()
         (grads,) = torch.autograd.grad(v.sum(), x, create_graph=True)
         grads = grads * self.scale
-        backend = "auto" if self.config.loss_backend == "eager" else self.config.loss_backend
         weight = self.config.gp_weight if self.penalty == "wgan-gp" else self.config.r1_weight
-        return gradient_penalty(grads, self.penalty, weight, backend)
+        return self.objective.penalty(grads, self.penalty, weight)
 
     def critic_update(self, detailed: bool = False) -> dict[str, Tensor]:
         """One Adam step of the critic on a fresh batch; its loss (and more when ``detailed``)."""
@@ -338,7 +145,7 @@ class Trainer:
         with self._autocast():
             v = self.critic_ddp(torch.cat([x_real, x_fake])).float()
         v_p, v_q = v[: len(x_real)], v[len(x_real) :]
-        loss = self.objective.critic(v_p, v_q)
+        loss, term_p, term_q = self.objective.critic(v_p, v_q)
         out = {"critic_loss": loss.detach()}
         total = loss
         if self.penalty != "none":
@@ -348,7 +155,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         if detailed:
-            out["bound_p"], out["bound_q"] = self.objective.bound_terms(v_p, v_q)
+            out["bound_p"], out["bound_q"] = term_p, term_q
             out["grad_norm_d"] = _grad_norm(self.critic)
         self.opt_d.step()
         return out
@@ -459,7 +266,7 @@ class Trainer:
         """Train from the current step to ``config.steps``; the final evaluation (rank 0)."""
         cfg = self.config
         final: dict[str, float] = {}
-        with _RunLog(self.run_dir, self.step, cfg.steps, self.ctx.is_main) as log:
+        with RunLog(self.run_dir, self.step, cfg.steps, self.ctx.is_main) as log:
             while self.step < cfg.steps:
                 last = self.step + 1 == cfg.steps
                 record = self.train_step(detailed=(self.step + 1) % cfg.log_every == 0 or last)
@@ -472,7 +279,7 @@ class Trainer:
         self.ctx.barrier()  # the last checkpoint is on disk for every rank
         return final
 
-    def evaluate(self, log: _RunLog) -> dict[str, float]:
+    def evaluate(self, log: RunLog) -> dict[str, float]:
         """Sample-quality metrics of the EMA generator, logged and plotted (rank 0 only)."""
         if not self.ctx.is_main:
             return {}
@@ -485,76 +292,6 @@ class Trainer:
         return result
 
 
-class _RunLog:
-    """metrics.jsonl / eval.jsonl, the terminal progress bar and TensorBoard (rank 0 only)."""
-
-    def __init__(self, run_dir: Path, start: int, total: int, active: bool) -> None:
-        self.run_dir, self.total, self.active = run_dir, total, active
-        self.bar = active and sys.stderr.isatty()
-        self.writer = _tensorboard(run_dir) if active else None
-        self.started, self.start_step = time.perf_counter(), start
-        if active:
-            for name in ("metrics.jsonl", "eval.jsonl"):
-                _truncate_after(run_dir / name, start)
-
-    def __enter__(self) -> _RunLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar:
-            sys.stderr.write("\n")
-        if self.writer is not None:
-            self.writer.close()
-
-    def _append(self, name: str, record: dict[str, Any]) -> None:
-        with open(self.run_dir / name, "a") as out:
-            out.write(json.dumps(record) + "\n")
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        if not self.active:
-            return
-        seconds = time.perf_counter() - self.started
-        self._append("metrics.jsonl", {"step": step, **values, "seconds": seconds})
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"train/{key}", value, step)
-        if self.bar:
-            rate = (step - self.start_step) / max(seconds, 1e-9)
-            done = round(30 * step / self.total)
-            sys.stderr.write(
-                f"\r[{'#' * done}{'-' * (30 - done)}] {step}/{self.total}  "
-                f"D {values['critic_loss']:+.4f}  G {values['generator_loss']:+.4f}  "
-                f"{rate:.0f} steps/s "
-            )
-            sys.stderr.flush()
-
-    def evaluation(self, step: int, values: dict[str, float]) -> None:
-        self._append("eval.jsonl", {"step": step, **values})
-        write_json(self.run_dir / "evaluation.json", {"step": step, **values})
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"eval/{key}", value, step)
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    """A TensorBoard SummaryWriter when TensorBoard is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir))
-
-
-def _truncate_after(path: Path, step: int) -> None:
-    """Drop the records of ``path`` (JSON lines) past ``step``: a resumed run rewrites them."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(kept))
-
-
 def _models(config: TrainConfig, dataset: Dataset) -> tuple[nn.Module, nn.Module]:
     return build_models(
         dataset.dim,
@@ -565,15 +302,6 @@ def _models(config: TrainConfig, dataset: Dataset) -> tuple[nn.Module, nn.Module
         config.channels,
         *standardisation(dataset),
     )
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {name!r} is not a torch device ({err})") from None
 
 
 def train(

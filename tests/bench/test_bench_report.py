@@ -116,14 +116,16 @@ def test_newest_file_per_suite_and_machine(tmp_path: Path) -> None:
     ]
 
 
-def test_legacy_accuracy_file_renders(tmp_path: Path) -> None:
-    row = {"seed": 0, "d": 2, "method": "dv", "truth": 5.0, "estimate": 4.5, "seconds": 3.0}
-    meta = {"date": "2026-01-01", "machine": "x86_64, 2 cores", "torch": "2.13.0"}
+def test_the_pre_convention_accuracy_format_is_refused_by_name(tmp_path: Path) -> None:
+    """The one old {"meta", "rows"} file was converted; such a file is now a clear error."""
     legacy = tmp_path / "accuracy-2026-01-01-cpu.json"
-    legacy.write_text(json.dumps({"meta": meta, "rows": [row]}))
-    loaded = results.load(legacy)
-    assert loaded.machine.label == "x86_64, 2 cores" and loaded.entries[0].suite == "accuracy"
-    report.render([loaded], tmp_path)
-    assert (
-        f"| 2 | 5 | 4.500 ({math.log(5 / 4.5):.3f}, 3 s) |" in (tmp_path / "REPORT.md").read_text()
-    )
+    legacy.write_text(json.dumps({"meta": {}, "rows": []}))
+    with pytest.raises(ValueError, match=r"accuracy-2026-01-01-cpu\.json: not a pytest-benchmark"):
+        results.load(legacy)
+
+
+def test_recorded_results_all_load() -> None:
+    recorded = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("*.json"))
+    assert recorded
+    for path in recorded:
+        assert results.load(path).entries, path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fdiv.gan.trainer import TrainConfig
+from fdiv.gan.config import TrainConfig
 
 
 def tiny_config(**overrides: Any) -> TrainConfig:

@@ -146,3 +146,32 @@ def test_resume_needs_a_checkpoint_and_train_refuses_to_overwrite(tmp_path: Path
     train(tiny_config(steps=2), tmp_path / "run")
     with pytest.raises(ValueError, match="already holds a run"):
         train(tiny_config(steps=2), tmp_path / "run")
+
+
+@pytest.mark.parametrize("penalty", ["r1", "wgan-gp"])
+def test_eager_backend_runs_every_loss_eagerly_with_the_same_numbers(
+    tmp_path: Path, penalty: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """loss_backend="eager": the critic, generator and penalty all use plain autograd, and the
+    logged bound terms are the fused path's numbers on the same outputs."""
+    fused = Trainer(tiny_config(divergence="js", penalty=penalty), tmp_path / "fused")
+    fused_record = fused.train_step(detailed=True)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a fused loss ran under loss_backend='eager'")
+
+    import fdiv.gan.objectives as objectives
+
+    monkeypatch.setattr(objectives, "gradient_penalty", refuse)
+    monkeypatch.setattr(objectives, "generator_loss", refuse)
+    config = tiny_config(divergence="js", penalty=penalty, loss_backend="eager")
+    eager_record = Trainer(config, tmp_path / "eager").train_step(detailed=True)
+    assert eager_record.keys() == fused_record.keys()
+    for key, value in fused_record.items():
+        assert eager_record[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_logged_bound_terms_are_the_critic_loss_terms(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(divergence="kl"), tmp_path)
+    record = trainer.train_step(detailed=True)
+    assert record["critic_loss"] == pytest.approx(record["bound_q"] - record["bound_p"], abs=1e-6)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,11 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from fdiv.divergences.critics import MLPCritic
+from fdiv.device import resolve_device
 from fdiv.divergences.registry import FDivergence, get
+from fdiv.estimation.critics import MLPCritic
 from fdiv.io import as_samples
 from fdiv.losses import dv_bound, smile_bound, variational_bound
+from fdiv.progress import progress as progress_bar
 
 __all__ = ["BOUNDS", "MIN_SPLIT", "Estimate", "estimate", "split_indices"]
 
@@ -129,7 +131,8 @@ def estimate(
     ``batch_size`` samples are drawn from each side per Adam step; the validation bound is taken
     every ``eval_every`` steps and training stops after ``patience`` steps without improvement
     or after ``steps``. ``holdout``: validation and test fractions. The same ``seed`` gives
-    bitwise the same result on the CPU. ``progress`` draws a bar on stderr if it is a terminal.
+    bitwise the same result on the CPU. ``progress`` shows a progress bar on stderr (a periodic
+    line when stderr is not a terminal).
     """
     start = time.perf_counter()
     div = get(divergence)
@@ -142,7 +145,7 @@ def estimate(
         raise ValueError(
             f"p and q must have the same dimension, got p: {x_p.shape[1]} and q: {x_q.shape[1]}"
         )
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     generator = torch.Generator().manual_seed(seed)
     parts_p = _split("p", x_p, holdout, generator)
     parts_q = _split("q", x_q, holdout, generator)
@@ -167,7 +170,7 @@ def estimate(
             lr=lr,
             eval_every=eval_every,
             patience=patience,
-            bar=_Progress(steps) if progress and sys.stderr.isatty() else None,
+            bar=progress_bar(steps, f"estimate {div.name}", enabled=progress),
         )
     value, stderr = _test_bound(net, test_p, test_q, bound, div, clip)
     return Estimate(
@@ -233,15 +236,6 @@ def _check_options(
             "holdout must be (validation, test) fractions in (0, 1) summing to less than 1, "
             f"got {holdout!r}"
         )
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
 
 
 def _split(
@@ -318,7 +312,7 @@ def _train(
     lr: float,
     eval_every: int,
     patience: int,
-    bar: _Progress | None,
+    bar: tqdm,
 ) -> tuple[list[tuple[int, float, float]], int, int]:
     """Adam on minibatches with early stopping; leaves ``net`` holding the best critic.
 
@@ -350,12 +344,11 @@ def _train(
         running, count = 0.0, 0
         if val > best_value:
             best_value, best_step, best_state = val, step, _snapshot(net)
-        if bar is not None:
-            bar.update(step, val)
+        bar.update(step - bar.n)
+        bar.set_postfix(validation=f"{val:.4f} nats", refresh=False)
         if step - best_step >= patience:
             break
-    if bar is not None:
-        bar.close()
+    bar.close()
     net.load_state_dict(best_state)
     net.eval()
     return history, best_step, step
@@ -381,20 +374,3 @@ def _test_bound(
         e = torch.exp(w - w.max())  # Var(e^w) / mean(e^w)^2 is invariant to the shift
         var = v_p.var() / n_p + e.var() / (n_q * e.mean() ** 2)
     return float(value), math.sqrt(float(var))
-
-
-class _Progress:
-    """A one-line progress bar on stderr, redrawn in place."""
-
-    def __init__(self, total: int, width: int = 30) -> None:
-        self.total, self.width = total, width
-
-    def update(self, step: int, validation: float) -> None:
-        filled = round(self.width * step / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        sys.stderr.write(f"\r[{bar}] step {step}/{self.total}  validation {validation:.4f} nats")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

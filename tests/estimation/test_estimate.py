@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 import fdiv
-from fdiv.divergences.critics import MLPCritic
-from fdiv.divergences.estimate import MIN_SPLIT, split_indices
 from fdiv.divergences.gaussian import Gaussian, ground_truth
+from fdiv.estimation.critics import MLPCritic
+from fdiv.estimation.estimate import MIN_SPLIT, split_indices
 
 # Small, fast settings: a few thousand samples, a small critic, a few hundred steps.
 N = 3000
@@ -191,3 +191,18 @@ def test_bad_input_is_a_clear_error(kwargs: dict, error: type, message: str) -> 
     args = {"p": GOOD, "q": GOOD + 0.1, "steps": 5, **kwargs}
     with pytest.raises(error, match=message):
         fdiv.estimate(**args)
+
+
+def test_one_critic_class_serves_estimation_and_the_gan() -> None:
+    from fdiv.estimation.critics import MLPCritic as EstimationCritic
+    from fdiv.gan.models import build_models
+
+    _, gan_critic = build_models(2, 4, (8,), (8, 8), None, 16, torch.ones(2), 2.0)
+    assert type(gan_critic) is EstimationCritic
+    assert isinstance(gan_critic.net[1], torch.nn.LeakyReLU)
+    x = torch.randn(5, 2)
+    expected = gan_critic.net((x - 1.0) / 2.0).squeeze(-1)  # standardised coordinates
+    torch.testing.assert_close(gan_critic(x), expected, rtol=0, atol=0)
+    assert isinstance(EstimationCritic(3).net[1], torch.nn.SiLU)
+    with pytest.raises(ValueError, match="activation 'gelu' is unknown"):
+        EstimationCritic(3, activation="gelu")

@@ -1,0 +1,198 @@
+"""The configuration of a GAN run: :class:`TrainConfig`, its per-loss defaults, its validation.
+
+A run's whole definition lives here; the trainer saves it as ``config.json`` and a resumed run
+reads it back. Fields left at None take the defaults of their loss (:data:`LOSS_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from fdiv.gan.objectives import objective
+from fdiv.losses import PENALTIES as _KERNEL_PENALTIES
+
+__all__ = ["LOSS_DEFAULTS", "PENALTIES", "TrainConfig", "loss_defaults", "option_types"]
+
+#: The penalty choices of a run: ``auto`` (by loss), ``none``, or one of the losses' penalties.
+PENALTIES: tuple[str, ...] = ("auto", "none", *_KERNEL_PENALTIES)
+
+#: The defaults that depend on the loss. A :class:`TrainConfig` field left at None takes the value
+#: of its loss's row (by canonical name), else of the ``"*"`` row. Tuned on ring8 and grid25 for
+#: about 1-2 CPU minutes a run (benchmarks/results/gan-*-cpu.md): the f-divergences learn fastest
+#: with a high learning rate, then a linear decay over the last 30% sharpens the modes (grid25:
+#: 12% high-quality samples before the decay, 84% after); the networks work in standardised
+#: coordinates (see fdiv.gan.models), so one row serves every data scale. wgan-gp keeps the
+#: usual n_critic 5, lr 1e-4, betas (0.5, 0.9) and fewer steps, as each costs ~5 critic updates.
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "*": {
+        "steps": 7000,
+        "n_critic": 1,
+        "lr_g": 2e-3,
+        "lr_d": 2e-3,
+        "betas_g": (0.5, 0.999),
+        "betas_d": (0.5, 0.999),
+        "lr_decay": 0.3,
+    },
+    "wgan-gp": {
+        "steps": 2000,
+        "n_critic": 5,
+        "lr_g": 1e-4,
+        "lr_d": 1e-4,
+        "betas_g": (0.5, 0.9),
+        "betas_d": (0.5, 0.9),
+        "lr_decay": 0.0,
+    },
+}
+
+
+def _option(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run directory."""
+
+    data: str = _option("ring8", "dataset: ring8, grid25, spiral, digits, or a path to an .npy")
+    divergence: str = _option(
+        "js", "any registered f-divergence (e.g. js, gan, kl, alpha(2)), wgan-gp or hinge"
+    )
+    generator_objective: str = _option("nonsaturating", "nonsaturating or minimax")
+    steps: int | None = _option(None, "generator steps")
+    batch_size: int = _option(256, "samples per batch (per process)")
+    n_critic: int | None = _option(None, "critic steps per generator step")
+    lr_g: float | None = _option(None, "generator Adam learning rate")
+    lr_d: float | None = _option(None, "critic Adam learning rate")
+    betas_g: tuple[float, float] | None = _option(None, "generator Adam betas")
+    betas_d: tuple[float, float] | None = _option(None, "critic Adam betas")
+    lr_decay: float | None = _option(
+        None,
+        "decay both learning rates linearly to 0 over this last fraction of --steps (0: constant; "
+        "resuming with more steps follows the new length)",
+    )
+    penalty: str = _option(
+        "auto",
+        "critic gradient penalty: auto (wgan-gp for the wgan-gp loss, r1 otherwise), none, "
+        "wgan-gp, r1",
+    )
+    gp_weight: float = _option(10.0, "weight of the wgan-gp penalty, E[(||grad v|| - 1)^2]")
+    r1_weight: float = _option(1.0, "weight of the r1 penalty, 1/2 E_P[||grad v||^2]")
+    ema: float = _option(0.999, "decay of the generator's exponential moving average")
+    latent_dim: int = _option(8, "latent code dimension")
+    generator_hidden: tuple[int, ...] = _option((128, 128, 128), "generator MLP hidden sizes")
+    critic_hidden: tuple[int, ...] = _option((128, 128, 128), "critic MLP hidden sizes")
+    channels: int = _option(64, "channels of the convolutional pair (image data)")
+    seed: int = _option(0, "random seed")
+    device: str = _option("auto", "torch device; auto = CUDA when available")
+    amp: bool = _option(False, "bf16 autocast (CUDA only)")
+    loss_backend: str = _option("auto", "auto, torch, triton, or eager (plain autograd)")
+    log_every: int = _option(10, "write metrics every this many steps")
+    eval_every: int = _option(0, "evaluate every this many steps (0: only at the end)")
+    eval_samples: int = _option(2500, "generated samples per evaluation")
+    eval_steps: int = _option(300, "critic steps of the held-out divergence estimate")
+    evaluate: bool = _option(True, "evaluate and plot (at --eval-every and at the end)")
+    checkpoint_every: int = _option(1000, "write a checkpoint every this many steps")
+    keep_checkpoints: int = _option(3, "checkpoints kept")
+
+    def __post_init__(self) -> None:
+        """Fill the fields left at None from the loss's row of :data:`LOSS_DEFAULTS`."""
+        for name, value in loss_defaults(self.divergence).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    def validate(self) -> None:
+        """Raise ValueError (TypeError for wrong types) naming the first bad option."""
+        hints = option_types()
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for name in ("steps", "batch_size", "n_critic", "latent_dim", "channels", "log_every"):
+            _require(name, getattr(self, name) >= 1, "a positive integer")
+        for name in ("eval_samples", "eval_steps", "checkpoint_every", "keep_checkpoints"):
+            _require(name, getattr(self, name) >= 1, "a positive integer")
+        _require("eval_every", self.eval_every >= 0, "a non-negative integer")
+        _require("seed", self.seed >= 0, "a non-negative integer")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            _require(name, math.isfinite(value) and value > 0, "a positive finite number")
+        for name in ("betas_g", "betas_d"):
+            _require(name, all(0 <= b < 1 for b in getattr(self, name)), "two numbers in [0, 1)")
+        _require("ema", 0 <= self.ema < 1, "a number in [0, 1)")
+        _require("lr_decay", 0 <= self.lr_decay <= 1, "a fraction in [0, 1]")
+        for name in ("gp_weight", "r1_weight"):
+            weight = getattr(self, name)
+            _require(name, math.isfinite(weight) and weight >= 0, "a non-negative finite number")
+        for name in ("generator_hidden", "critic_hidden"):
+            _require(name, len(getattr(self, name)) >= 1 and min(getattr(self, name)) >= 1, "sizes")
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"penalty {self.penalty!r} is unknown; known: {', '.join(PENALTIES)}")
+        objective(self.divergence, self.generator_objective, self.loss_backend)
+
+    @property
+    def resolved_penalty(self) -> str:
+        """The penalty in force: ``auto`` is wgan-gp for the wgan-gp loss, r1 otherwise."""
+        if self.penalty == "auto":
+            return "wgan-gp" if self.divergence == "wgan-gp" else "r1"
+        return self.penalty
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config stored by :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def loss_defaults(divergence: str) -> dict[str, Any]:
+    """The loss-dependent defaults of ``divergence`` (any name or alias the trainer accepts)."""
+    try:
+        name = objective(divergence).name
+    except ValueError:  # reported by validate()
+        name = divergence
+    return {**LOSS_DEFAULTS["*"], **LOSS_DEFAULTS.get(name, {})}
+
+
+def option_types() -> dict[str, Any]:
+    """Each :class:`TrainConfig` field's type, without the ``| None`` of loss-dependent ones."""
+    result = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        if isinstance(hint, types.UnionType):
+            (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        result[name] = hint
+    return result
+
+
+def _check_type(name: str, value: object, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, tuple) or not all(_is(v, item) for v in value):
+            raise TypeError(f"{name} must be a tuple of {item.__name__}, got {value!r}")
+        if typing.get_args(hint)[1:] != (Ellipsis,) and len(value) != len(typing.get_args(hint)):
+            raise ValueError(
+                f"{name} must hold {len(typing.get_args(hint))} numbers, got {value!r}"
+            )
+    elif not _is(value, hint):
+        raise TypeError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _is(value: object, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _require(name: str, ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {what}")
