@@ -13,8 +13,12 @@ from torch import Tensor, nn
 
 from fdiv.divergences.registry import FDivergence, get
 from fdiv.kernels.dispatch import implementation, resolve_backend
+from fdiv.kernels.reference import GENERATOR_MODES, PENALTIES, REDUCTIONS, check_choice
 
 __all__ = [
+    "GENERATOR_MODES",
+    "PENALTIES",
+    "REDUCTIONS",
     "FDivergenceLoss",
     "critic_loss",
     "dv_bound",
@@ -23,10 +27,6 @@ __all__ = [
     "smile_bound",
     "variational_bound",
 ]
-
-_REDUCTIONS = ("mean", "sum")
-_MODES = ("nonsaturating", "minimax")
-_PENALTIES = ("wgan-gp", "r1")
 
 
 def _logits(name: str, v: object) -> Tensor:
@@ -53,27 +53,29 @@ def _pair(v_p: object, v_q: object) -> tuple[Tensor, Tensor]:
     return p, q
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} is unknown; known: {', '.join(allowed)}")
-    return value
-
-
 def critic_loss(
     v_p: Tensor,
     v_q: Tensor,
     divergence: str | FDivergence = "js",
     reduction: str = "mean",
     backend: str = "auto",
-) -> Tensor:
+    *,
+    return_terms: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """The critic's loss -(E_P[g(v_p)] - E_Q[f*(g(v_q))]): minus the variational bound, nats.
 
-    ``reduction="sum"`` sums the per-sample terms instead of averaging them.
+    ``reduction="sum"`` sums the per-sample terms instead of averaging them. With
+    ``return_terms=True`` returns ``(loss, term_p, term_q)``: term_p = E_P[g(v_p)] and
+    term_q = E_Q[f*(g(v_q))] (sums for "sum"), detached, in the compute dtype (fp32 for
+    fp32/fp16/bf16 input, fp64 for fp64), from the same pass as the loss.
     """
     div = get(divergence)
     p, q = _pair(v_p, v_q)
-    _choice("reduction", reduction, _REDUCTIONS)
-    return implementation(backend, p, q).critic_loss(p, q, div, reduction)[0]
+    check_choice("reduction", reduction, REDUCTIONS)
+    loss, term_p, term_q = implementation(backend, p, q).critic_loss(p, q, div, reduction)
+    if return_terms:
+        return loss, term_p.detach(), term_q.detach()
+    return loss
 
 
 def variational_bound(
@@ -97,8 +99,8 @@ def generator_loss(
     """
     div = get(divergence)
     q = _logits("v_q", v_q)
-    _choice("mode", mode, _MODES)
-    _choice("reduction", reduction, _REDUCTIONS)
+    check_choice("mode", mode, GENERATOR_MODES)
+    check_choice("reduction", reduction, REDUCTIONS)
     return implementation(backend, q).generator_loss(q, div, mode, reduction)
 
 
@@ -129,7 +131,7 @@ def gradient_penalty(
         raise TypeError(f"grads must be a floating-point tensor, got dtype {grads.dtype}")
     if grads.dim() < 1 or grads.shape[0] == 0:
         raise ValueError(f"grads must have shape (B, ...) with B >= 1, got {tuple(grads.shape)}")
-    _choice("kind", kind, _PENALTIES)
+    check_choice("kind", kind, PENALTIES)
     if not (isinstance(weight, int | float) and weight >= 0 and math.isfinite(weight)):
         raise ValueError(f"weight must be a non-negative finite number, got {weight!r}")
     g = grads if grads.dim() > 1 else grads.unsqueeze(1)
@@ -144,7 +146,7 @@ class FDivergenceLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.divergence = get(divergence)
-        self.reduction = _choice("reduction", reduction, _REDUCTIONS)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         resolve_backend(backend)
         self.backend = backend
 

@@ -3,13 +3,13 @@
 ``"auto"`` picks ``"triton"`` for CUDA tensors and, when ``TRITON_INTERPRET=1`` is set, for CPU
 tensors (Triton's interpreter: slow, for tests), otherwise ``"torch"``. Triton is imported only
 when a Triton backend is considered, so ``import fdiv`` works without it. The interpreter is
-chosen by Triton when the kernel modules are imported, so ``TRITON_INTERPRET=1`` must be set
-before the first Triton-backend call that runs on CPU tensors.
+chosen by Triton when the kernel modules are imported (once, on the first Triton-backend call;
+the result is cached), so ``TRITON_INTERPRET=1`` must be set before that call for CPU tensors.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,25 +46,38 @@ def _interpreter_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
-def _triton_implementation() -> Implementation:
-    """The kernel modules (imported on first use; raises ImportError without triton)."""
-    fdiv_loss = importlib.import_module("fdiv.kernels.fdiv_loss")
-    grad_penalty = importlib.import_module("fdiv.kernels.grad_penalty")
-    logmeanexp = importlib.import_module("fdiv.kernels.logmeanexp")
-    interpreted = {fdiv_loss.INTERPRETED, grad_penalty.INTERPRETED, logmeanexp.INTERPRETED}
-    if interpreted != {_interpreter_requested()}:
-        mode = "interpreted" if True in interpreted else "compiled"
+@functools.cache
+def _triton_kernels() -> tuple[Implementation, bool]:
+    """The kernel modules' entry points and whether Triton built them interpreted (imported once;
+    raises ImportError without triton, and then is tried again on the next call)."""
+    from fdiv.kernels import fdiv_loss, grad_penalty, logmeanexp
+
+    modes = {fdiv_loss.INTERPRETED, grad_penalty.INTERPRETED, logmeanexp.INTERPRETED}
+    if len(modes) != 1:
         raise RuntimeError(
-            f"fdiv's Triton kernels were imported {mode}, but TRITON_INTERPRET is now "
-            f"{'set' if _interpreter_requested() else 'unset'}: set TRITON_INTERPRET=1 before the "
-            "first Triton-backend call (for CPU tensors) and leave it, or restart the process"
+            "fdiv's Triton kernel modules were imported some interpreted, some compiled: set "
+            "TRITON_INTERPRET=1 (or leave it unset) before importing them, or restart the process"
         )
-    return Implementation(
+    impl = Implementation(
         fdiv_loss.critic_loss,
         fdiv_loss.generator_loss,
         logmeanexp.dv_bound,
         grad_penalty.gradient_penalty,
     )
+    return impl, modes.pop()
+
+
+def _triton_implementation() -> Implementation:
+    """The Triton entry points, if they were built in the mode TRITON_INTERPRET asks for now."""
+    impl, interpreted = _triton_kernels()
+    if interpreted != _interpreter_requested():
+        mode = "interpreted" if interpreted else "compiled"
+        raise RuntimeError(
+            f"fdiv's Triton kernels were imported {mode}, but TRITON_INTERPRET is now "
+            f"{'set' if _interpreter_requested() else 'unset'}: set TRITON_INTERPRET=1 before the "
+            "first Triton-backend call (for CPU tensors) and leave it, or restart the process"
+        )
+    return impl
 
 
 def _triton_problem(tensors: tuple[Tensor, ...]) -> str | None:

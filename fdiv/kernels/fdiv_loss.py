@@ -4,7 +4,8 @@ One launch covers both sides: programs ``[0, cdiv(N_p, BLOCK))`` read v_p, the r
 Each program evaluates its terms and their derivatives in fp32, writes the scaled gradient in the
 input dtype and one partial sum; a one-program kernel then adds the partials in a fixed order and
 writes (loss, E_P[g], E_Q[f*(g)]). No float atomics: the same input gives bitwise the same result.
-The divergence family is a compile-time constant; the alpha family takes alpha at run time.
+The divergence family is a compile-time constant (``FAMILIES``, generated from the registry);
+the alpha family takes alpha at run time.
 
 Overflow (finite input, fp32 arithmetic): exp(x) is +inf for x > 88.72, so terms and gradients
 are +-inf where the reference's are in fp32: ``kl`` for v > 89.7, ``hellinger`` f* for v > 88.7,
@@ -23,30 +24,44 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from triton.runtime.interpreter import InterpretedFunction
 
+from fdiv.divergences import registry
 from fdiv.divergences.registry import FDivergence
+from fdiv.kernels.common import (
+    DEFAULT_BLOCK,
+    RBLOCK,
+    block_offsets,
+    check_block,
+    fixed_order_sum,
+    is_interpreted,
+    num_warps,
+)
 from fdiv.kernels.reference import GeneratorMode, Reduction, reduction_scale
 
-__all__ = ["DEFAULT_BLOCK", "FAMILIES", "critic_loss", "generator_loss"]
+__all__ = ["FAMILIES", "critic_loss", "generator_loss"]
 
-DEFAULT_BLOCK = 2048
-_RBLOCK = 1024
 _LOG2 = tl.constexpr(math.log(2.0))
 _INF = tl.constexpr(math.inf)
 
-_FAMILY_ORDER = (
-    "kl",
-    "reverse_kl",
-    "pearson",
-    "neyman",
-    "hellinger",
-    "js",
-    "gan",
-    "tv",
-    "jeffreys",
-)
-FAMILIES: dict[str, int] = {name: code for code, name in enumerate((*_FAMILY_ORDER, "alpha"))}
+# The kernel's compile-time family codes, generated from the registry: the fixed divergences'
+# families in table order, then the parametric alpha family.
+FAMILIES: dict[str, int] = {
+    family: code
+    for code, family in enumerate(
+        dict.fromkeys((*(d.family for d in registry.registered()), registry.alpha(2.0).family))
+    )
+}
+# The names ``_term`` branches on, one per family (the family name in capitals).
+KL = tl.constexpr(FAMILIES["kl"])
+REVERSE_KL = tl.constexpr(FAMILIES["reverse_kl"])
+PEARSON = tl.constexpr(FAMILIES["pearson"])
+NEYMAN = tl.constexpr(FAMILIES["neyman"])
+HELLINGER = tl.constexpr(FAMILIES["hellinger"])
+JS = tl.constexpr(FAMILIES["js"])
+GAN = tl.constexpr(FAMILIES["gan"])
+TV = tl.constexpr(FAMILIES["tv"])
+JEFFREYS = tl.constexpr(FAMILIES["jeffreys"])
+ALPHA = tl.constexpr(FAMILIES["alpha"])
 
 
 # ---------------------------------------------------------------- stable elementwise pieces (fp32)
@@ -115,59 +130,59 @@ def log_lambertw_exp(z):
 def _term(v, alpha, FAMILY: tl.constexpr, CONJ: tl.constexpr):
     """(term, d term / dv) in fp32: g(v) when CONJ is False, f*(g(v)) when CONJ is True."""
     one = tl.zeros_like(v) + 1.0
-    if FAMILY == 0:  # kl
+    if FAMILY == KL:
         if CONJ:
             val = tl.exp(v - 1.0)
             der = val
         else:
             val = v
             der = one
-    elif FAMILY == 1:  # reverse_kl
+    elif FAMILY == REVERSE_KL:
         if CONJ:
             val = v - 1.0
             der = one
         else:
             der = tl.exp(-v)
             val = -der
-    elif FAMILY == 2:  # pearson
+    elif FAMILY == PEARSON:
         if CONJ:
             val = v * v * 0.25 + v
             der = v * 0.5 + 1.0
         else:
             val = v
             der = one
-    elif FAMILY == 3:  # neyman
+    elif FAMILY == NEYMAN:
         if CONJ:
             val = -2.0 * expm1(-0.5 * v)
             der = tl.exp(-0.5 * v)
         else:
             val = -expm1(-v)
             der = tl.exp(-v)
-    elif FAMILY == 4:  # hellinger
+    elif FAMILY == HELLINGER:
         if CONJ:
             val = expm1(v)
             der = tl.exp(v)
         else:
             val = -expm1(-v)
             der = tl.exp(-v)
-    elif FAMILY == 5:  # js
+    elif FAMILY == JS:
         if CONJ:
             val = 0.5 * (softplus(v) - _LOG2)
             der = 0.5 * sigmoid(v)
         else:
             val = 0.5 * (_LOG2 - softplus(-v))
             der = 0.5 * sigmoid(-v)
-    elif FAMILY == 6:  # gan
+    elif FAMILY == GAN:
         if CONJ:
             val = softplus(v)
             der = sigmoid(v)
         else:
             val = -softplus(-v)
             der = sigmoid(-v)
-    elif FAMILY == 7:  # tv
+    elif FAMILY == TV:
         val = 0.5 * tanh(v)
         der = 0.5 * sech2(v)
-    elif FAMILY == 8:  # jeffreys
+    elif FAMILY == JEFFREYS:
         if CONJ:
             y = log_lambertw_exp(1.0 - v)
             der = tl.exp(-y)
@@ -175,7 +190,7 @@ def _term(v, alpha, FAMILY: tl.constexpr, CONJ: tl.constexpr):
         else:
             val = v
             der = one
-    else:  # alpha: g = expm1((a - 1) v) / (a - 1), f*(g) = expm1(a v) / a
+    else:  # ALPHA: g = expm1((a - 1) v) / (a - 1), f*(g) = expm1(a v) / a
         c = alpha if CONJ else alpha - 1.0
         val = expm1(c * v) / c
         der = tl.exp(c * v)
@@ -185,8 +200,7 @@ def _term(v, alpha, FAMILY: tl.constexpr, CONJ: tl.constexpr):
 # ---------------------------------------------------------------------------------- kernels
 @triton.jit
 def _side(v_ptr, grad_ptr, part_ptr, pid, block_id, n, grad_scale, alpha, FAMILY, CONJ, BLOCK):
-    offs = block_id.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
+    offs, mask = block_offsets(block_id, n, BLOCK)
     v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     val, der = _term(v, alpha, FAMILY, CONJ)
     tl.store(grad_ptr + offs, (der * grad_scale).to(grad_ptr.dtype.element_ty), mask=mask)
@@ -222,16 +236,6 @@ def _loss_kernel(
 
 
 @triton.jit
-def fixed_order_sum(ptr, n, RBLOCK: tl.constexpr):
-    """Sum of ptr[0:n] in fp32 in an order fixed by n and RBLOCK alone (deterministic)."""
-    acc = tl.zeros([RBLOCK], dtype=tl.float32)
-    for start in range(0, n, RBLOCK):
-        offs = start + tl.arange(0, RBLOCK)
-        acc += tl.load(ptr + offs, mask=offs < n, other=0.0)
-    return tl.sum(acc, axis=0)
-
-
-@triton.jit
 def _finalize_kernel(part_ptr, out_ptr, n_prog_p, n_prog_q, scale_p, scale_q, RBLOCK: tl.constexpr):
     """Stage 2: out = (term_q - term_p with inf - inf -> +inf, term_p, term_q)."""
     term_p = fixed_order_sum(part_ptr, n_prog_p, RBLOCK) * scale_p
@@ -244,21 +248,10 @@ def _finalize_kernel(part_ptr, out_ptr, n_prog_p, n_prog_q, scale_p, scale_q, RB
     tl.store(out_ptr + 2, term_q)
 
 
-INTERPRETED: bool = isinstance(_loss_kernel, InterpretedFunction)
+INTERPRETED: bool = is_interpreted(_loss_kernel)
 
 
 # ------------------------------------------------------------------------------------- host
-def check_block(block: int) -> int:
-    """``block`` if it is a power of two >= 16, else ValueError."""
-    if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block & (block - 1):
-        raise ValueError(f"block must be a power of two >= 16, got {block!r}")
-    return block
-
-
-def _warps(block: int) -> int:
-    return 8 if block >= 2048 else 4
-
-
 def _family(div: FDivergence) -> tuple[int, float]:
     if div.family not in FAMILIES:
         raise ValueError(f"divergence {div.name!r} has no Triton kernel (family {div.family!r})")
@@ -285,10 +278,10 @@ def _launch(
     _loss_kernel[(n_prog_p + n_prog_q,)](
         v_q if v_p is None else v_p, v_q, grad_q if grad_p is None else grad_p, grad_q, partials,
         n_p, n_q, n_prog_p, scales[0], scales[1], alpha,
-        FAMILY=family, Q_CONJ=q_conj, BLOCK=block, num_warps=_warps(block),
+        FAMILY=family, Q_CONJ=q_conj, BLOCK=block, num_warps=num_warps(block),
     )  # fmt: skip
     _finalize_kernel[(1,)](
-        partials, out, n_prog_p, n_prog_q, scales[2], scales[3], RBLOCK=_RBLOCK, num_warps=4
+        partials, out, n_prog_p, n_prog_q, scales[2], scales[3], RBLOCK=RBLOCK, num_warps=4
     )
     return out, grad_p, grad_q
 

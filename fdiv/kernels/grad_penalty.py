@@ -14,9 +14,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from triton.runtime.interpreter import InterpretedFunction
 
-from fdiv.kernels.fdiv_loss import DEFAULT_BLOCK, check_block
+from fdiv.kernels.common import DEFAULT_BLOCK, check_block, is_interpreted, num_warps
 from fdiv.kernels.reference import PenaltyKind
 
 __all__ = ["gradient_penalty"]
@@ -62,7 +61,7 @@ def _penalty_kernel(
         tl.store(d_ptr + base + cols[None, :], d.to(d_ptr.dtype.element_ty), mask=mask)
 
 
-INTERPRETED: bool = isinstance(_penalty_kernel, InterpretedFunction)
+INTERPRETED: bool = is_interpreted(_penalty_kernel)
 
 
 class _GradientPenalty(torch.autograd.Function):
@@ -78,9 +77,8 @@ class _GradientPenalty(torch.autograd.Function):
         partials = torch.empty(n_prog, device=g.device, dtype=torch.float32)
         r1 = kind == "r1"
         grad_scale = weight / n_rows if r1 else 2.0 * weight / n_rows
-        _penalty_kernel[(n_prog,)](
-            g, d_grads, partials, n_rows, n_cols, grad_scale, R1=r1, ROWS=rows, BLOCK_D=block_d
-        )
+        meta = {"R1": r1, "ROWS": rows, "BLOCK_D": block_d, "num_warps": num_warps(rows * block_d)}
+        _penalty_kernel[(n_prog,)](g, d_grads, partials, n_rows, n_cols, grad_scale, **meta)
         ctx.save_for_backward(d_grads)
         return partials.sum() * ((0.5 if r1 else 1.0) * weight / n_rows)
 

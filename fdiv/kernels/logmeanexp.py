@@ -2,64 +2,38 @@
 
 Three small launches: per-program partials (max of the clipped values, sum of exp(x - max)); a
 one-program fixed-order merge into log Z = M + log S; the gradient of log mean exp, the softmax
-weights exp(x - log Z) (zero where the clip is active). The partials are returned so that chunks
-of a batch, or ranks, merge (``merge_partials``) into the one-batch value.
+weights exp(x - log Z) (zero where the clip is active). Deterministic: no float atomics.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from triton.runtime.interpreter import InterpretedFunction
 
-from fdiv.kernels.fdiv_loss import DEFAULT_BLOCK, check_block
+from fdiv.kernels.common import (
+    DEFAULT_BLOCK,
+    RBLOCK,
+    block_offsets,
+    check_block,
+    is_interpreted,
+    num_warps,
+)
 
-__all__ = ["LMEPartials", "LogMeanExp", "dv_bound", "log_mean_exp", "merge_partials"]
+__all__ = ["LogMeanExp", "dv_bound", "log_mean_exp"]
 
-_RBLOCK = 1024
 _NEG_INF = tl.constexpr(-math.inf)
 
 
-class LMEPartials(NamedTuple):
-    """Mergeable state of log mean exp: running max, sum of exp(x - max), count (0-d tensors)."""
-
-    max: Tensor
-    sumexp: Tensor
-    count: Tensor
-
-    def value(self) -> Tensor:
-        """log mean exp = max + log(sumexp) - log(count), nats."""
-        log_n = torch.log(self.count.to(torch.float64)).to(self.max.dtype)
-        return self.max + torch.log(self.sumexp) - log_n
-
-
 class LogMeanExp(NamedTuple):
-    """log mean exp(v) (0-d, fp32), its gradient in v (input dtype, times grad_scale), partials."""
+    """log mean exp(v) (0-d, fp32) and its gradient in v (input dtype, times grad_scale)."""
 
     value: Tensor
     grad: Tensor
-    partials: LMEPartials
-
-
-def merge_partials(parts: Sequence[LMEPartials]) -> LMEPartials:
-    """Combine partials of disjoint chunks; ``.value()`` of the result is the whole-batch value.
-
-    A chunk's softmax weights become whole-batch weights when multiplied by
-    exp(chunk log Z - merged log Z), with log Z = max + log(sumexp).
-    """
-    if not parts:
-        raise ValueError("merge_partials needs at least one LMEPartials")
-    m = torch.stack([p.max for p in parts])
-    s = torch.stack([p.sumexp for p in parts])
-    top = m.max()
-    total = (s * torch.exp(m - top)).sum()
-    return LMEPartials(top, total, torch.stack([p.count for p in parts]).sum())
 
 
 @triton.jit
@@ -72,8 +46,7 @@ def _clamp(v, clip, CLIP: tl.constexpr):
 @triton.jit
 def _partials_kernel(v_ptr, max_ptr, sum_ptr, n, clip, CLIP: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
+    offs, mask = block_offsets(pid, n, BLOCK)
     v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     x = tl.where(mask, _clamp(v, clip, CLIP), _NEG_INF)
     m = tl.max(x, axis=0)
@@ -83,7 +56,7 @@ def _partials_kernel(v_ptr, max_ptr, sum_ptr, n, clip, CLIP: tl.constexpr, BLOCK
 
 @triton.jit
 def _merge_kernel(max_ptr, sum_ptr, out_ptr, n_prog, log_n, RBLOCK: tl.constexpr):
-    """out = (max, sumexp, log Z, log Z - log n), merged in a fixed order."""
+    """out = (log Z, log Z - log n), the partials merged in a fixed order."""
     top = tl.full([RBLOCK], _NEG_INF, tl.float32)
     for start in range(0, n_prog, RBLOCK):
         offs = start + tl.arange(0, RBLOCK)
@@ -96,28 +69,24 @@ def _merge_kernel(max_ptr, sum_ptr, out_ptr, n_prog, log_n, RBLOCK: tl.constexpr
         part_max = tl.load(max_ptr + offs, mask=mask, other=0.0)
         part_sum = tl.load(sum_ptr + offs, mask=mask, other=0.0)
         acc += tl.where(mask, part_sum * tl.exp(part_max - m), 0.0)
-    s = tl.sum(acc, axis=0)
-    log_z = m + tl.log(s)
-    tl.store(out_ptr, m)
-    tl.store(out_ptr + 1, s)
-    tl.store(out_ptr + 2, log_z)
-    tl.store(out_ptr + 3, log_z - log_n)
+    log_z = m + tl.log(tl.sum(acc, axis=0))
+    tl.store(out_ptr, log_z)
+    tl.store(out_ptr + 1, log_z - log_n)
 
 
 @triton.jit
 def _weights_kernel(
     v_ptr, grad_ptr, out_ptr, n, clip, grad_scale, CLIP: tl.constexpr, BLOCK: tl.constexpr
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
+    offs, mask = block_offsets(tl.program_id(0), n, BLOCK)
     v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    w = tl.exp(_clamp(v, clip, CLIP) - tl.load(out_ptr + 2)) * grad_scale
+    w = tl.exp(_clamp(v, clip, CLIP) - tl.load(out_ptr)) * grad_scale
     if CLIP:
         w = tl.where((v > -clip) & (v < clip), w, 0.0)
     tl.store(grad_ptr + offs, w.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
-INTERPRETED: bool = isinstance(_partials_kernel, InterpretedFunction)
+INTERPRETED: bool = is_interpreted(_partials_kernel)
 
 
 def log_mean_exp(
@@ -134,15 +103,19 @@ def log_mean_exp(
     n = v.numel()
     n_prog = triton.cdiv(n, block)
     part = torch.empty(2, n_prog, device=v.device, dtype=torch.float32)
-    out = torch.empty(4, device=v.device, dtype=torch.float32)
+    out = torch.empty(2, device=v.device, dtype=torch.float32)
     grad = torch.empty_like(v)
     has_clip = clip is not None
     c = float(clip) if has_clip else 0.0
-    _partials_kernel[(n_prog,)](v, part[0], part[1], n, c, CLIP=has_clip, BLOCK=block)
-    _merge_kernel[(1,)](part[0], part[1], out, n_prog, math.log(n), RBLOCK=_RBLOCK)
-    _weights_kernel[(n_prog,)](v, grad, out, n, c, grad_scale, CLIP=has_clip, BLOCK=block)
-    count = torch.full((), n, device=v.device, dtype=torch.int64)  # a fill: no host sync
-    return LogMeanExp(out[3], grad, LMEPartials(out[0], out[1], count))
+    warps = num_warps(block)
+    _partials_kernel[(n_prog,)](
+        v, part[0], part[1], n, c, CLIP=has_clip, BLOCK=block, num_warps=warps
+    )
+    _merge_kernel[(1,)](part[0], part[1], out, n_prog, math.log(n), RBLOCK=RBLOCK, num_warps=4)
+    _weights_kernel[(n_prog,)](
+        v, grad, out, n, c, grad_scale, CLIP=has_clip, BLOCK=block, num_warps=warps
+    )
+    return LogMeanExp(out[1], grad)
 
 
 class _DVBound(torch.autograd.Function):

@@ -9,7 +9,7 @@ fp32 (fp64 stays fp64); gradients come back in the input's dtype. Values are in 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -19,8 +19,16 @@ from fdiv.divergences.registry import FDivergence, Terms
 Reduction = Literal["mean", "sum"]
 GeneratorMode = Literal["nonsaturating", "minimax"]
 PenaltyKind = Literal["wgan-gp", "r1"]
+# The accepted names, in the order error messages list them (one definition: the Literals).
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+GENERATOR_MODES: tuple[str, ...] = get_args(GeneratorMode)
+PENALTIES: tuple[str, ...] = get_args(PenaltyKind)
 
 __all__ = [
+    "GENERATOR_MODES",
+    "PENALTIES",
+    "REDUCTIONS",
+    "check_choice",
     "combine_terms",
     "compute_dtype",
     "critic_loss",
@@ -29,6 +37,13 @@ __all__ = [
     "gradient_penalty",
     "log_mean_exp",
 ]
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``, else ValueError naming ``name`` and the choices."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} {value!r} is unknown; known: {', '.join(allowed)}")
+    return value
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -15,6 +15,7 @@ fp16 inputs are first rounded to fp16; the reference sees the same rounded value
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import pytest
@@ -165,3 +166,15 @@ def test_bad_block() -> None:
     v = torch.zeros(3)
     with pytest.raises(ValueError, match="power of two"):
         fdiv_loss.critic_loss(v, v, registry.get("js"), block=100)
+
+
+def test_family_codes_follow_the_registry() -> None:
+    """One code per registry family, in table order, alpha last; ``_term`` branches on each by
+    its constant (the family name in capitals), alpha taking the final ``else``."""
+    families = [*dict.fromkeys(d.family for d in registry.registered()), "alpha"]
+    assert list(fdiv_loss.FAMILIES) == families
+    assert list(fdiv_loss.FAMILIES.values()) == list(range(len(families)))
+    source = inspect.getsource(fdiv_loss._term)
+    for family, code in fdiv_loss.FAMILIES.items():
+        assert getattr(fdiv_loss, family.upper()).value == code
+        assert (f"FAMILY == {family.upper()}:" in source) == (family != "alpha"), family
