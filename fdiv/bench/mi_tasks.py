@@ -25,7 +25,22 @@ from scipy.stats import ortho_group
 
 from fdiv.bench.tasks import Gaussian, StudentT, check_points
 
-__all__ = ["MI_TASKS", "MITask", "get_mi_task", "optimal_infonce"]
+__all__ = [
+    "ASINH",
+    "CUBE",
+    "MI_TASKS",
+    "NORMAL_CDF",
+    "WARP",
+    "Clusters",
+    "GaussianPairs",
+    "MITask",
+    "Map",
+    "StudentTPairs",
+    "Transformed",
+    "UniformNoise",
+    "get_mi_task",
+    "optimal_infonce",
+]
 
 _CHUNK = 1 << 16
 

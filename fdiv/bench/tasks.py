@@ -43,6 +43,7 @@ __all__ = [
     "Mixture",
     "StudentT",
     "Task",
+    "check_points",
     "get_task",
 ]
 
