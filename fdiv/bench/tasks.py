@@ -43,6 +43,7 @@ __all__ = [
     "Mixture",
     "StudentT",
     "Task",
+    "check_points",
     "get_task",
 ]
 
@@ -331,9 +332,10 @@ class Task:
     ``family`` tags the kind of difficulty (heavy-tail, mixture, curved, bounded, gaussian,
     large, scale). ``exact`` holds closed-form values (divergence name, value) beyond the
     Gaussian closed forms, which are found automatically for Gaussian (and log-normal) pairs.
-    ``pearson_finite``: True where chi2(P||Q) is finite and its Monte Carlo has finite variance,
-    False where it is infinite, None where it is finite but beyond Monte Carlo (said in the
-    description). Equality is identity (tasks are registry singletons).
+    ``pearson_finite``: True where chi2(P||Q) is finite (Monte Carlo of E_P[p/q] is unbiased,
+    though its variance can be huge: closed forms come first), False where it is infinite, None
+    where it is finite but beyond Monte Carlo (said in the description). Equality is identity
+    (tasks are registry singletons).
     """
 
     name: str
@@ -653,7 +655,7 @@ def _correlated(dim: int, rho: float) -> Task:
         f"equicorrelated N(0, (1 - rho) I + rho 11') with rho = {rho:g} vs N(0, I): KL = {kl:.3f}",
         p,
         q,
-        pearson_finite=True,
+        pearson_finite=bool(np.linalg.eigvalsh(2.0 * q.cov - p.cov).min() > 0),
     )
 
 
