@@ -245,7 +245,8 @@ def _split(
     sizes = [len(part) for part in parts]
     if min(sizes) < MIN_SPLIT:
         raise ValueError(
-            f"{name} has {len(x)} samples, split into train/validation/test = "
+            f"{name} has {len(x)} sample{'s' if len(x) != 1 else ''}, split into "
+            "train/validation/test = "
             f"{'/'.join(map(str, sizes))}; every split needs at least {MIN_SPLIT}"
         )
     return parts  # type: ignore[return-value]
