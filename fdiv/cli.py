@@ -94,6 +94,8 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _estimate_run(args: argparse.Namespace) -> int:
+    if args.json:
+        io.check_output(args.json)  # before the work, not after it
     p, q = io.load_samples(args.p), io.load_samples(args.q)
     if args.method == "knn":
         if registry.get(args.divergence).family != "kl":
@@ -191,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         return int(args.run(args))
-    except (UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError) as err:
+    except (UsageError, ValueError, TypeError, OSError) as err:  # OSError: files, permissions
         print(f"fdiv: error: {err}" if not isinstance(err, UsageError) else err, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -6,8 +6,10 @@ Files load without pickle: ``np.load(allow_pickle=False)``, ``torch.load(weights
 
 from __future__ import annotations
 
+import glob
 import io
 import json
+import numbers
 import os
 import pickle
 import tempfile
@@ -23,7 +25,11 @@ __all__ = [
     "SUFFIXES",
     "as_samples",
     "atomic_write",
+    "check_output",
+    "is_integer",
+    "is_real",
     "load_samples",
+    "torch_load_reason",
     "write_bytes",
     "write_json",
     "write_png",
@@ -77,14 +83,22 @@ def load_samples(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{path}: unknown file type {suffix!r}; known: {', '.join(SUFFIXES)}")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a sample file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes)")
     loader = {".npy": _load_npy, ".npz": _load_npz, ".csv": _load_csv, ".pt": _load_pt}[suffix]
-    return as_samples(loader(path), str(path))
+    try:
+        data = loader(path)
+    except OSError as err:  # unreadable (permissions, I/O error): name the file, not a traceback
+        raise ValueError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    return as_samples(data, str(path))
 
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as err:  # object arrays need pickle; a corrupt header lands here too
+    except (ValueError, EOFError) as err:  # object arrays need pickle; a torn header lands here
         raise ValueError(f"{path}: not a numeric .npy array ({err})") from None
 
 
@@ -98,7 +112,9 @@ def _load_npz(path: Path) -> np.ndarray:
                     + (f" ({', '.join(names)})" if names else "")
                 )
             return archive[names[0]]
-    except (zipfile.BadZipFile, OSError) as err:
+    except PermissionError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable .npz archive ({err})") from None
     except ValueError as err:
         if str(err).startswith(str(path)):
@@ -107,7 +123,11 @@ def _load_npz(path: Path) -> np.ndarray:
 
 
 def _load_csv(path: Path) -> np.ndarray:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text .csv file (it holds binary data)") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     rows = [[cell.strip() for cell in line.split(",")] for line in lines]
     if rows and not all(_is_number(cell) for cell in rows[0]):
         rows = rows[1:]  # a header
@@ -135,11 +155,50 @@ def _load_pt(path: Path) -> torch.Tensor:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not loadable with weights_only=True ({first_line})") from None
+        reason = torch_load_reason(err)
+        raise ValueError(f"{path}: not loadable as plain tensors ({reason})") from None
     if not isinstance(obj, torch.Tensor):
         raise TypeError(f"{path}: a .pt file must hold one tensor, found {type(obj).__name__}")
     return obj
+
+
+def torch_load_reason(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line, without torch's advice.
+
+    torch suggests ``weights_only=False``, which would run arbitrary code from the file; we
+    never do that, so the message keeps only the reason (e.g. the disallowed global).
+    """
+    text = str(err).strip()
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return reason.split(". Please use", 1)[0].rstrip(".")
+    if "weights_only" in text:
+        return "it holds objects other than tensors and plain Python types"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def is_integer(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def is_real(value: object) -> bool:
+    """A real number (Python or numpy, integer or float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def check_output(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file to be written, or a ValueError before any work is done.
+
+    Its directory must exist and ``path`` must not be a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give a file name to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: cannot write it, the directory {path.parent} does not exist")
+    return path
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -161,10 +220,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     """Let ``write`` fill a temporary file beside ``path``, fsync it, rename it into place.
 
     A process killed at any moment leaves either the old file or the complete new one (plus at
-    most a hidden ``.<name>.*.tmp`` file); the directory is fsynced so the rename is durable.
-    The file is readable by all (mode 0644, like an ordinary new file). Returns ``path``.
+    most a hidden ``.<name>.*.tmp`` file, which the next successful write of ``path`` removes);
+    the directory is fsynced so the rename is durable. The file is readable by all (mode 0644,
+    like an ordinary new file). Returns ``path``.
     """
-    path = Path(path)
+    path = check_output(path)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
@@ -177,6 +237,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+    for stray in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stray.unlink(missing_ok=True)  # left by an interrupted write of this file
     return path
 
 

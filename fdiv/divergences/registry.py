@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["FDivergence", "alpha", "get", "names", "registered"]
+__all__ = ["ALPHA_GAP", "FDivergence", "alpha", "get", "names", "registered"]
 
 Elementwise = Callable[[Tensor], Tensor]
 # (sum over v of a term, its derivative in v): the derivative is a fresh tensor the caller may
@@ -99,21 +100,40 @@ def log_lambertw_exp(z: Tensor) -> Tensor:
 
 
 def _jeffreys_conjugate(t: Tensor) -> Tensor:
+    """f*(t) = W + 1/W + t - 2 with W = W(e^(1-t)), written as e^-y - 1 - y with y = log W.
+
+    The two forms are equal because y + W = 1 - t; the second never subtracts the large W from
+    -t (the first cancels catastrophically for t <= -1e6 in fp32, t <= -1e15 in fp64).
+    """
     y = log_lambertw_exp(1.0 - t)
-    return torch.exp(y) + torch.exp(-y) + t - 2.0
+    return torch.expm1(-y) - y
 
 
 def _identity_terms(v: Tensor) -> tuple[Tensor, float]:
     return v.sum(), 1.0
 
 
-def _exp_terms(k: float, shift: float, a: float, b: float) -> Terms:
-    """Terms of a e^(k v + shift) + b: sum a (sum e) + b n, derivative a k e."""
+def _exp_terms(k: float, shift: float, a: float) -> Terms:
+    """Terms of a e^(k v + shift): sum a (sum e), derivative a k e."""
 
     def terms(v: Tensor) -> tuple[Tensor, Tensor]:
         e = torch.mul(v, k).add_(shift).exp_()
-        total = e.sum() * a + b * v.numel()
-        return total, e.mul_(a * k)
+        return e.sum() * a, e.mul_(a * k)
+
+    return terms
+
+
+def _expm1_terms(k: float, a: float) -> Terms:
+    """Terms of a (e^(k v) - 1): a (sum of expm1), derivative a k e^(k v).
+
+    expm1, not e^(k v) - 1 summed apart: for small |k v| (the alpha family near a = 0 or 1)
+    the difference of two large sums would lose every digit.
+    """
+
+    def terms(v: Tensor) -> tuple[Tensor, Tensor]:
+        m = torch.mul(v, k).expm1_()
+        total = m.sum() * a
+        return total, m.add_(1.0).mul_(a * k)
 
     return terms
 
@@ -144,9 +164,9 @@ def _reverse_kl_conjugate_terms(v: Tensor) -> tuple[Tensor, float]:
 
 def _jeffreys_conjugate_terms(v: Tensor) -> tuple[Tensor, Tensor]:
     y = log_lambertw_exp(1.0 - v)
-    inverse_w = torch.exp(-y)
-    total = torch.exp(y).sum() + inverse_w.sum() + v.sum() - 2.0 * v.numel()
-    return total, inverse_w
+    m = torch.expm1(-y)
+    total = (m - y).sum()
+    return total, m.add_(1.0)  # d f*/dv = 1/W = e^-y
 
 
 def _fixed(**kwargs: object) -> FDivergence:
@@ -171,7 +191,7 @@ _FIXED: tuple[FDivergence, ...] = (
         g_text="v",
         conjugate_activation_text="exp(v - 1)",
         activation_terms=_identity_terms,
-        conjugate_activation_terms=_exp_terms(1.0, -1.0, 1.0, 0.0),
+        conjugate_activation_terms=_exp_terms(1.0, -1.0, 1.0),
     ),
     _fixed(
         name="reverse_kl",
@@ -188,7 +208,7 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="-log u",
         g_text="-exp(-v)",
         conjugate_activation_text="v - 1",
-        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 0.0),
+        activation_terms=_exp_terms(-1.0, 0.0, -1.0),
         conjugate_activation_terms=_reverse_kl_conjugate_terms,
     ),
     _fixed(
@@ -226,8 +246,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(1 - u)^2 / u",
         g_text="1 - exp(-v)",
         conjugate_activation_text="2 - 2 exp(-v/2)",
-        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 1.0),
-        conjugate_activation_terms=_exp_terms(-0.5, 0.0, -2.0, 2.0),
+        activation_terms=_expm1_terms(-1.0, -1.0),
+        conjugate_activation_terms=_expm1_terms(-0.5, -2.0),
     ),
     _fixed(
         name="hellinger",
@@ -244,8 +264,8 @@ _FIXED: tuple[FDivergence, ...] = (
         f_text="(sqrt u - 1)^2",
         g_text="1 - exp(-v)",
         conjugate_activation_text="exp(v) - 1",
-        activation_terms=_exp_terms(-1.0, 0.0, -1.0, 1.0),
-        conjugate_activation_terms=_exp_terms(1.0, 0.0, 1.0, -1.0),
+        activation_terms=_expm1_terms(-1.0, -1.0),
+        conjugate_activation_terms=_expm1_terms(1.0, 1.0),
     ),
     _fixed(
         name="js",
@@ -327,6 +347,18 @@ _FIXED: tuple[FDivergence, ...] = (
     ),
 )
 
+#: The alpha family refuses |a| or |a - 1| below this: dividing by a tiny a (or a - 1) in fp32
+#: underflows (NaN from finite input near 1e-38), and there the divergence equals its limit
+#: (reverse KL, KL) to O(a), far below fp32 resolution.
+ALPHA_GAP = 1e-12
+
+
+def _shortest(a: float) -> str:
+    """``a`` in the shortest text that reads back as the same float (2.0 -> '2')."""
+    text = repr(a)
+    return text[:-2] if text.endswith(".0") else text
+
+
 _ALPHA_PATTERN = re.compile(r"^alpha[(_:=]?\s*([-+0-9.eE]+)\s*\)?$")
 
 
@@ -337,14 +369,20 @@ def alpha(a: float) -> FDivergence:
     Neyman chi2, a = 1/2 twice squared Hellinger; a -> 1 gives KL, a -> 0 reverse KL. The
     activation g(v) = f'(e^v) makes the optimal critic v* = log p/q and f*(g(v)) = (e^(av) - 1)/a.
     """
-    if isinstance(a, bool) or not isinstance(a, int | float):
+    if isinstance(a, bool) or not isinstance(a, numbers.Real):
         raise TypeError(f"alpha must be a real number, got {type(a).__name__}")
     a = float(a)
     if not math.isfinite(a) or a in (0.0, 1.0):
         raise ValueError(
-            f"alpha must be a finite real number other than 0 and 1 (got {a}); "
+            f"alpha must be a finite real number other than 0 and 1 (got {_shortest(a)}); "
             "use 'reverse_kl' for the a -> 0 limit and 'kl' for a -> 1"
         )
+    for edge, limit in ((0.0, "reverse_kl"), (1.0, "kl")):
+        if abs(a - edge) < ALPHA_GAP:
+            raise ValueError(
+                f"alpha {_shortest(a)} is within {ALPHA_GAP:g} of {edge:g}, where the alpha forms "
+                f"divide by almost 0; use {limit!r}, which it equals to O({ALPHA_GAP:g})"
+            )
     b = a - 1.0
     value_range = (0.0, 1.0 / (a * (1.0 - a))) if 0.0 < a < 1.0 else (0.0, math.inf)
 
@@ -355,9 +393,11 @@ def alpha(a: float) -> FDivergence:
         return torch.where(s > 0, inside, outside)
 
     return FDivergence(
-        name=f"alpha({a:g})",
+        name=f"alpha({_shortest(a)})",
         family="alpha",
-        description=f"alpha-divergence with a = {a:g}, (integral p^a q^(1-a) - 1) / (a(a - 1))",
+        description=(
+            f"alpha-divergence with a = {_shortest(a)}, (integral p^a q^(1-a) - 1) / (a(a - 1))"
+        ),
         aliases=(),
         f=lambda u: (torch.pow(u, a) - 1.0 - a * (u - 1.0)) / (a * b),
         conjugate=conjugate,
@@ -370,8 +410,8 @@ def alpha(a: float) -> FDivergence:
         f_text="(u^a - 1 - a(u - 1)) / (a(a - 1))",
         g_text="(exp((a - 1) v) - 1) / (a - 1)",
         conjugate_activation_text="(exp(a v) - 1) / a",
-        activation_terms=_exp_terms(b, 0.0, 1.0 / b, -1.0 / b),
-        conjugate_activation_terms=_exp_terms(a, 0.0, 1.0 / a, -1.0 / a),
+        activation_terms=_expm1_terms(b, 1.0 / b),
+        conjugate_activation_terms=_expm1_terms(a, 1.0 / a),
         alpha=a,
     )
 

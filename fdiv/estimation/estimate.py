@@ -39,7 +39,7 @@ from tqdm import tqdm
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import FDivergence, get
 from fdiv.estimation.critics import MLPCritic
-from fdiv.io import as_samples
+from fdiv.io import as_samples, is_integer, is_real
 from fdiv.losses import dv_bound, smile_bound, variational_bound
 from fdiv.progress import progress as progress_bar
 
@@ -217,19 +217,19 @@ def _check_options(
         ("eval_every", eval_every),
         ("patience", patience),
     ):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_integer(value):
             raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
         if value <= 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
     for name, value in (("lr", lr), ("clip", clip)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        if not (is_real(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if (
         not isinstance(holdout, tuple | list)
         or len(holdout) != 2
-        or not all(isinstance(f, int | float) and 0 < f < 1 for f in holdout)
+        or not all(is_real(f) and 0 < f < 1 for f in holdout)
         or sum(holdout) >= 1
     ):
         raise ValueError(
@@ -245,7 +245,8 @@ def _split(
     sizes = [len(part) for part in parts]
     if min(sizes) < MIN_SPLIT:
         raise ValueError(
-            f"{name} has {len(x)} samples, split into train/validation/test = "
+            f"{name} has {len(x)} sample{'s' if len(x) != 1 else ''}, split into "
+            "train/validation/test = "
             f"{'/'.join(map(str, sizes))}; every split needs at least {MIN_SPLIT}"
         )
     return parts  # type: ignore[return-value]

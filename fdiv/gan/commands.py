@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fdiv.gan import metrics, plots
 from fdiv.gan.config import LOSS_DEFAULTS, TrainConfig, option_types
 from fdiv.gan.data import load_dataset
 from fdiv.gan.models import generate
 from fdiv.gan.trainer import NonFiniteLossError, load_generator, resume, train
-from fdiv.io import atomic_write
+from fdiv.io import atomic_write, check_output
 
 __all__ = [
     "evaluate_arguments",
@@ -58,6 +59,11 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(_flag(f.name), **options)
 
 
+def _given_flag(name: str, value: object) -> str:
+    """The flag as typed: ``--no-evaluate`` for a boolean option given as false."""
+    return "--no-" + name.replace("_", "-") if value is False else _flag(name)
+
+
 def _default(name: str, default: object) -> str:
     """The default as help text; per loss (from LOSS_DEFAULTS) where the field's default is None."""
     if default is not None:
@@ -87,9 +93,10 @@ def train_run(args: argparse.Namespace) -> int:
                 raise ValueError("give either --out (a new run) or --resume (an existing one)")
             extra = sorted(set(given) - {"steps"})
             if extra:
+                shown = ", ".join(_given_flag(name, given[name]) for name in extra)
                 raise ValueError(
                     "with --resume only --steps may be given (the run keeps its configuration);"
-                    f" got {', '.join(map(_flag, extra))}"
+                    f" got {shown}"
                 )
             result = resume(args.resume, steps=given.get("steps"))
             run_dir = args.resume
@@ -117,10 +124,24 @@ def _run_options(parser: argparse.ArgumentParser, n_help: str) -> None:
     )
 
 
-def _count(n: int) -> int:
-    if n < 1:
-        raise ValueError(f"-n must be a positive integer, got {n}")
+def _count(flag: str, n: int, least: int = 1) -> int:
+    if n < least:
+        raise ValueError(f"{flag} must be an integer >= {least}, got {n}")
     return n
+
+
+def _check_memory(n: int, floats_per_sample: int) -> None:
+    """A ValueError when ``n`` samples of ``floats_per_sample`` float32 values exceed the RAM."""
+    needed = n * floats_per_sample * 4
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: let torch try
+        return
+    if needed > total:
+        raise ValueError(
+            f"-n {n}: the samples need about {needed / 2**30:,.1f} GiB, more than this "
+            f"machine's {total / 2**30:,.1f} GiB of memory"
+        )
 
 
 def sample_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,14 +150,23 @@ def sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sample_run(args: argparse.Namespace) -> int:
-    output = Path(args.output)
+    output = check_output(args.output)
     if output.suffix != ".npy":
         raise ValueError(f"{output}: the output must be an .npy file")
+    n = _count("-n", args.n)
     generator, _ = load_generator(args.run_dir, use_ema=not args.raw)
-    samples = generate(generator, _count(args.n), args.seed).numpy().astype(np.float32)
+    _check_memory(n, generator.latent_dim + 2 * _output_dim(generator))
+    samples = generate(generator, n, args.seed).numpy().astype(np.float32)
     atomic_write(output, lambda out: np.save(out, samples, allow_pickle=False))
-    print(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {output}")
+    noun = "sample" if n == 1 else "samples"
+    print(f"wrote {n} {noun} of dimension {samples.shape[1]} to {output}")
     return 0
+
+
+def _output_dim(generator: torch.nn.Module) -> int:
+    """The dimension of one generated sample."""
+    with torch.no_grad():
+        return int(generate(generator, 1, 0).shape[1])
 
 
 def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,14 +177,13 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
+    n = _count("-n", args.n, metrics.MIN_SAMPLES)
+    estimate_steps = _count("--estimate-steps", args.estimate_steps)
     generator, config = load_generator(args.run_dir, use_ema=not args.raw)
+    _check_memory(n, generator.latent_dim + 2 * _output_dim(generator))
     dataset = load_dataset(config.data)
     result = metrics.evaluate(
-        generator,
-        dataset,
-        n=_count(args.n),
-        seed=args.seed,
-        estimate_steps=_count(args.estimate_steps),
+        generator, dataset, n=n, seed=args.seed, estimate_steps=estimate_steps
     )
     print(metrics.describe(result))
     for path in plots.plot_run(Path(args.run_dir), generator, dataset, seed=args.seed):

@@ -12,7 +12,11 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
+from fdiv.gan.metrics import MIN_SAMPLES
 from fdiv.gan.objectives import objective
+from fdiv.io import is_integer, is_real
 from fdiv.losses import PENALTIES as _KERNEL_PENALTIES
 
 __all__ = ["LOSS_DEFAULTS", "PENALTIES", "TrainConfig", "loss_defaults", "option_types"]
@@ -108,11 +112,17 @@ class TrainConfig:
         """Raise ValueError (TypeError for wrong types) naming the first bad option."""
         hints = option_types()
         for f in fields(self):
+            setattr(self, f.name, _plain(getattr(self, f.name)))  # numpy scalars -> int, float
             _check_type(f.name, getattr(self, f.name), hints[f.name])
         for name in ("steps", "batch_size", "n_critic", "latent_dim", "channels", "log_every"):
             _require(name, getattr(self, name) >= 1, "a positive integer")
-        for name in ("eval_samples", "eval_steps", "checkpoint_every", "keep_checkpoints"):
+        for name in ("eval_steps", "checkpoint_every", "keep_checkpoints"):
             _require(name, getattr(self, name) >= 1, "a positive integer")
+        _require(
+            "eval_samples",
+            self.eval_samples >= MIN_SAMPLES,
+            f"an integer >= {MIN_SAMPLES} (the held-out estimate splits them three ways)",
+        )
         _require("eval_every", self.eval_every >= 0, "a non-negative integer")
         _require("seed", self.seed >= 0, "a non-negative integer")
         for name in ("lr_g", "lr_d"):
@@ -185,11 +195,20 @@ def _check_type(name: str, value: object, hint: Any) -> None:
         raise TypeError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
 
 
+def _plain(value: Any) -> Any:
+    """A numpy integer or float scalar (also inside a tuple) as the Python number, for JSON."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    return value
+
+
 def _is(value: object, kind: type) -> bool:
     if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return is_real(value)
     if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_integer(value)
     return isinstance(value, kind)
 
 

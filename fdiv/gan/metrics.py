@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from fdiv.estimation.estimate import estimate
+from fdiv.estimation.estimate import MIN_SPLIT, estimate
 from fdiv.gan.data import Dataset, digit_images
 from fdiv.gan.models import generate
 
@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 N_SAMPLES = 2500
+#: The fewest samples an evaluation takes: the held-out estimate puts 20% of them in each of its
+#: validation and test splits, and every split needs ``MIN_SPLIT`` samples.
+MIN_SAMPLES = 5 * MIN_SPLIT
 
 
 def histogram_kl_to_uniform(counts: Tensor) -> float:

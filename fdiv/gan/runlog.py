@@ -2,7 +2,9 @@
 events (when TensorBoard is installed) and the progress display (rank 0 only).
 
 A resumed run first drops the records past its checkpoint's step, so the log always describes
-exactly the steps that the weights went through.
+exactly the steps that the weights went through; only then is ``config.json`` written, so a run
+whose log cannot be read is left untouched. An evaluation's ``eval.jsonl`` record is written
+last, after ``evaluation.json`` and the plots: a step with a record was evaluated completely.
 """
 
 from __future__ import annotations
@@ -21,14 +23,20 @@ __all__ = ["RunLog"]
 class RunLog:
     """metrics.jsonl / eval.jsonl, the progress display and TensorBoard (rank 0 only)."""
 
-    def __init__(self, run_dir: Path, start: int, total: int, active: bool) -> None:
+    def __init__(
+        self, run_dir: Path, start: int, total: int, active: bool, config: dict[str, Any]
+    ) -> None:
+        """Open the log of a run at step ``start`` (of ``total``) and write its ``config``."""
         self.run_dir, self.active = run_dir, active
+        #: The steps with a complete evaluation in eval.jsonl (up to ``start``).
+        self.evaluated: set[int] = set()
+        if active:
+            _truncate_after(run_dir / "metrics.jsonl", start)
+            self.evaluated = {r["step"] for r in _truncate_after(run_dir / "eval.jsonl", start)}
+            write_json(run_dir / "config.json", config)
         self.writer = _tensorboard(run_dir) if active else None
         self.started = time.perf_counter()
         self.bar = progress(total, "train", enabled=active, initial=start, unit="step")
-        if active:
-            for name in ("metrics.jsonl", "eval.jsonl"):
-                _truncate_after(run_dir / name, start)
 
     def __enter__(self) -> RunLog:
         return self
@@ -57,12 +65,13 @@ class RunLog:
         )
 
     def evaluation(self, step: int, values: dict[str, float]) -> None:
-        """Log the sample-quality metrics of ``step`` (eval.jsonl and evaluation.json)."""
-        self._append("eval.jsonl", {"step": step, **values})
+        """Log the sample-quality metrics of ``step`` (evaluation.json, then eval.jsonl)."""
         write_json(self.run_dir / "evaluation.json", {"step": step, **values})
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(f"eval/{key}", value, step)
+        self._append("eval.jsonl", {"step": step, **values})
+        self.evaluated.add(step)
 
 
 def _tensorboard(run_dir: Path) -> Any:
@@ -74,16 +83,20 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir))
 
 
-def _truncate_after(path: Path, step: int) -> None:
+def _truncate_after(path: Path, step: int) -> list[dict[str, Any]]:
     """Drop the records of ``path`` (JSON lines) past ``step``: a resumed run rewrites them.
 
-    The file is replaced atomically. A torn last line (a write cut short by a kill) is dropped;
-    an unreadable line elsewhere is an error naming the file and the line.
+    Returns the records kept. The file is replaced atomically (a kill leaves the old or the new
+    file). A torn last line (a write cut short by a kill) is dropped; an unreadable line
+    elsewhere is a ValueError naming the file and the line, raised before anything is written.
     """
     if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = []
+        return []
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text log of JSON records") from None
+    kept, records = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -93,7 +106,11 @@ def _truncate_after(path: Path, step: int) -> None:
             if number == len(lines):
                 break  # torn by a kill mid-write: that step is redone
             raise ValueError(f"{path}: line {number} is not a JSON record") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise ValueError(f"{path}: line {number} is not a record with an integer step")
         if record["step"] <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
+            records.append(record)
     if kept != lines:
         write_text(path, "".join(kept))
+    return records

@@ -3,7 +3,10 @@
 A run lives in a directory: ``config.json`` (the :class:`TrainConfig`), ``metrics.jsonl`` (one
 line per logged step), ``eval.jsonl`` / ``evaluation.json`` (sample-quality metrics),
 ``ckpt-<step>.pt`` (the newest ``keep_checkpoints``), PNG plots, and TensorBoard events when
-TensorBoard is installed.
+TensorBoard is installed. One process trains in a directory at a time (``.lock``, see
+:mod:`fdiv.gan.lock`); ``train`` only writes into a new or empty directory (or restarts a run
+that never reached a checkpoint), ``resume`` continues from the newest checkpoint that loads and
+first redoes an evaluation that a kill interrupted at that step.
 
 Reproducibility: all randomness of the loop comes from two explicit CPU ``torch.Generator``s per
 rank (one for data, one for latent codes and penalty interpolation), whose states are
@@ -15,6 +18,7 @@ interrupted and resumed ends with bitwise the same weights as one that ran strai
 from __future__ import annotations
 
 import copy
+import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,11 @@ from fdiv.gan import checkpoint, metrics, plots
 from fdiv.gan.config import TrainConfig
 from fdiv.gan.data import Dataset, load_dataset, standardisation
 from fdiv.gan.distributed import Context, from_environment, single
+from fdiv.gan.lock import LOCK_NAME, run_lock
 from fdiv.gan.models import build_models
 from fdiv.gan.objectives import objective
 from fdiv.gan.runlog import RunLog
-from fdiv.io import write_json
+from fdiv.io import is_integer
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "load_generator", "resume", "train"]
 
@@ -237,21 +242,24 @@ class Trainer:
             "rng_noise": self.ctx.gather(self.noise_rng.get_state()),
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state` (same number of processes)."""
+    def load_state(self, state: dict[str, Any], source: str = "the checkpoint") -> None:
+        """Continue from a :meth:`state` (same number of processes); errors name ``source``."""
         if state["world_size"] != self.ctx.world_size:
             raise ValueError(
-                f"the checkpoint was written by {state['world_size']} process(es); "
+                f"{source} was written by {state['world_size']} process(es); "
                 f"resume it with the same number (this run has {self.ctx.world_size})"
             )
-        self.generator.load_state_dict(state["generator"])
-        self.critic.load_state_dict(state["critic"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.data_rng.set_state(state["rng_data"][self.ctx.rank].clone())
-        self.noise_rng.set_state(state["rng_noise"][self.ctx.rank].clone())
-        self.step = int(state["step"])
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.critic.load_state_dict(state["critic"])
+            self.ema.load_state_dict(state["ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.data_rng.set_state(state["rng_data"][self.ctx.rank].clone())
+            self.noise_rng.set_state(state["rng_noise"][self.ctx.rank].clone())
+            self.step = int(state["step"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            raise _mismatch(source, err) from None
 
     def save_checkpoint(self) -> None:
         """Write the state at this step (rank 0); collective."""
@@ -262,11 +270,38 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def fit(self) -> dict[str, float]:
-        """Train from the current step to ``config.steps``; the final evaluation (rank 0)."""
+    def _evaluates(self, step: int) -> bool:
+        """Whether the run evaluates at ``step`` (at --eval-every and at the end)."""
+        cfg = self.config
+        periodic = bool(cfg.eval_every) and step % cfg.eval_every == 0
+        return cfg.evaluate and step > 0 and (step == cfg.steps or periodic)
+
+    def fit(self, fresh: bool = False) -> dict[str, float]:
+        """Train from the current step to ``config.steps``; the final evaluation (rank 0).
+
+        Rank 0 holds the run directory's lock throughout; a ``fresh`` run checks the directory
+        again under the lock and clears the logs of an earlier run without checkpoints. An
+        evaluation due at the starting step but missing from eval.jsonl (a kill interrupted
+        it) is done first.
+        """
+        main = self.ctx.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir, main):
+            if fresh and main:
+                _check_new_run_directory(self.run_dir)  # no other process started it meanwhile
+                for name in ("metrics.jsonl", "eval.jsonl", "evaluation.json"):
+                    (self.run_dir / name).unlink(missing_ok=True)
+            final = self._loop()
+        self.ctx.barrier()  # the last checkpoint is on disk for every rank
+        return final
+
+    def _loop(self) -> dict[str, float]:
         cfg = self.config
         final: dict[str, float] = {}
-        with RunLog(self.run_dir, self.step, cfg.steps, self.ctx.is_main) as log:
+        with RunLog(self.run_dir, self.step, cfg.steps, self.ctx.is_main, cfg.to_dict()) as log:
+            if self._evaluates(self.step) and self.step not in log.evaluated:
+                final = self.evaluate(log)
             while self.step < cfg.steps:
                 last = self.step + 1 == cfg.steps
                 record = self.train_step(detailed=(self.step + 1) % cfg.log_every == 0 or last)
@@ -274,9 +309,8 @@ class Trainer:
                     log.metrics(self.step, record)
                 if self.step % cfg.checkpoint_every == 0 or last:
                     self.save_checkpoint()
-                if cfg.evaluate and (last or (cfg.eval_every and self.step % cfg.eval_every == 0)):
+                if self._evaluates(self.step):
                     final = self.evaluate(log)
-        self.ctx.barrier()  # the last checkpoint is on disk for every rank
         return final
 
     def evaluate(self, log: RunLog) -> dict[str, float]:
@@ -287,8 +321,8 @@ class Trainer:
         result = metrics.evaluate(
             self.ema, self.dataset, n=cfg.eval_samples, seed=cfg.seed, estimate_steps=cfg.eval_steps
         )
-        log.evaluation(self.step, result)
         plots.plot_run(self.run_dir, self.ema, self.dataset, seed=cfg.seed)
+        log.evaluation(self.step, result)  # last: the record says the evaluation is complete
         return result
 
 
@@ -304,54 +338,96 @@ def _models(config: TrainConfig, dataset: Dataset) -> tuple[nn.Module, nn.Module
     )
 
 
+def _mismatch(source: str, err: BaseException) -> ValueError:
+    """The error for a checkpoint whose entries do not fit the networks of its own config."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"{source}: its weights do not match its config ({reason})")
+
+
+def _check_new_run_directory(directory: Path) -> None:
+    """A ValueError unless ``directory`` may receive a new run.
+
+    It may be missing, empty, or a run that never reached a checkpoint (its config.json reads
+    as a TrainConfig); anything else would lose files that are not ours, or a run's history.
+    """
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: exists and is a file; --out needs a directory")
+    if checkpoint.checkpoints(directory):
+        raise ValueError(
+            f"{directory} already holds a run with checkpoints; continue it with resume "
+            "(fdiv train --resume) or choose another output directory"
+        )
+    entries = sorted(p.name for p in directory.iterdir() if p.name != LOCK_NAME)
+    if not entries:
+        return
+    try:
+        TrainConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ValueError(
+            f"{directory} is not empty and is not an fdiv run (it holds {shown}); "
+            "choose a new or empty output directory"
+        ) from None
+
+
 def train(
     config: TrainConfig, run_dir: str | Path, context: Context | None = None
 ) -> dict[str, float]:
     """Train a fresh run into ``run_dir``; returns the final evaluation (empty off rank 0).
 
+    ``run_dir`` must be new, empty, or a run without checkpoints (restarted from scratch).
     Under ``torchrun`` the run is distributed (see :mod:`fdiv.gan.distributed`).
     """
     config.validate()
     directory = Path(run_dir)
-    if directory.is_dir() and checkpoint.checkpoints(directory):
-        raise ValueError(
-            f"{run_dir} already holds a run with checkpoints; continue it with resume "
-            "(fdiv train --resume) or choose another output directory"
-        )
-    trainer = Trainer(config, directory, context)
-    if trainer.ctx.is_main:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.jsonl", "eval.jsonl"):
-            (directory / name).unlink(missing_ok=True)
-        write_json(directory / "config.json", config.to_dict())
-    return trainer.fit()
+    _check_new_run_directory(directory)
+    return Trainer(config, directory, context).fit(fresh=True)
 
 
 def resume(
     run_dir: str | Path, steps: int | None = None, context: Context | None = None
 ) -> dict[str, float]:
-    """Continue the run in ``run_dir`` from its latest checkpoint, to ``steps`` if given."""
-    path = checkpoint.latest(run_dir)
-    state = checkpoint.load(path)
-    config = TrainConfig.from_dict(state["config"])
+    """Continue the run in ``run_dir`` from its latest checkpoint, to ``steps`` if given.
+
+    The newest checkpoint that loads is used (see :func:`checkpoint.load_latest`); nothing in
+    the directory changes before the checkpoint and the logs have been read.
+    """
+    path, state = checkpoint.load_latest(run_dir)
+    config = _stored_config(path, state)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < state["step"]:
+        if not is_integer(steps) or steps < state["step"]:
             raise ValueError(
                 f"steps must be an integer >= the checkpoint's step {state['step']}, got {steps!r}"
             )
-        config.steps = steps
+        config.steps = int(steps)
     trainer = Trainer(config, run_dir, context)
-    trainer.load_state(state)
+    trainer.load_state(state, str(path))
     trainer.last_checkpoint = path
-    if trainer.ctx.is_main:
-        write_json(Path(run_dir) / "config.json", config.to_dict())
     return trainer.fit()
 
 
+def _stored_config(path: Path, state: dict[str, Any]) -> TrainConfig:
+    """The validated TrainConfig stored in the checkpoint ``path``."""
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        config.validate()
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: its stored config is not valid ({err})") from None
+    return config
+
+
 def load_generator(run_dir: str | Path, use_ema: bool = True) -> tuple[nn.Module, TrainConfig]:
-    """The (EMA) generator of the latest checkpoint in ``run_dir``, on the CPU, in eval mode."""
-    state = checkpoint.load(checkpoint.latest(run_dir))
-    config = TrainConfig.from_dict(state["config"])
+    """The (EMA) generator of the latest checkpoint in ``run_dir``, on the CPU, in eval mode.
+
+    The newest checkpoint that loads is used (see :func:`checkpoint.load_latest`).
+    """
+    path, state = checkpoint.load_latest(run_dir)
+    config = _stored_config(path, state)
     generator, _ = _models(config, load_dataset(config.data))
-    generator.load_state_dict(state["ema" if use_ema else "generator"])
+    try:
+        generator.load_state_dict(state["ema" if use_ema else "generator"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise _mismatch(str(path), err) from None
     return generator.eval().requires_grad_(False), config

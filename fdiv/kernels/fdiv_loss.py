@@ -33,10 +33,17 @@ from fdiv.kernels.common import (
     block_offsets,
     check_block,
     fixed_order_sum,
+    interpreter_quiet,
     is_interpreted,
     num_warps,
 )
-from fdiv.kernels.reference import GeneratorMode, Reduction, reduction_scale
+from fdiv.kernels.reference import (
+    GeneratorMode,
+    Reduction,
+    critic_grads_differentiable,
+    generator_grad_differentiable,
+    reduction_scale,
+)
 
 __all__ = ["FAMILIES", "critic_loss", "generator_loss"]
 
@@ -184,9 +191,10 @@ def _term(v, alpha, FAMILY: tl.constexpr, CONJ: tl.constexpr):
         der = 0.5 * sech2(v)
     elif FAMILY == JEFFREYS:
         if CONJ:
+            # W + 1/W + v - 2 = e^-y - 1 - y (y = log W, y + W = 1 - v): no cancellation
             y = log_lambertw_exp(1.0 - v)
             der = tl.exp(-y)
-            val = tl.exp(y) + der + v - 2.0
+            val = expm1(-y) - y
         else:
             val = v
             der = one
@@ -275,14 +283,15 @@ def _launch(
     grad_p = None if v_p is None else torch.empty_like(v_p)
     partials = torch.empty(n_prog_p + n_prog_q, device=v_q.device, dtype=torch.float32)
     out = torch.empty(3, device=v_q.device, dtype=torch.float32)
-    _loss_kernel[(n_prog_p + n_prog_q,)](
-        v_q if v_p is None else v_p, v_q, grad_q if grad_p is None else grad_p, grad_q, partials,
-        n_p, n_q, n_prog_p, scales[0], scales[1], alpha,
-        FAMILY=family, Q_CONJ=q_conj, BLOCK=block, num_warps=num_warps(block),
-    )  # fmt: skip
-    _finalize_kernel[(1,)](
-        partials, out, n_prog_p, n_prog_q, scales[2], scales[3], RBLOCK=RBLOCK, num_warps=4
-    )
+    with interpreter_quiet(INTERPRETED):
+        _loss_kernel[(n_prog_p + n_prog_q,)](
+            v_q if v_p is None else v_p, v_q, grad_q if grad_p is None else grad_p, grad_q,
+            partials, n_p, n_q, n_prog_p, scales[0], scales[1], alpha,
+            FAMILY=family, Q_CONJ=q_conj, BLOCK=block, num_warps=num_warps(block),
+        )  # fmt: skip
+        _finalize_kernel[(1,)](
+            partials, out, n_prog_p, n_prog_q, scales[2], scales[3], RBLOCK=RBLOCK, num_warps=4
+        )
     return out, grad_p, grad_q
 
 
@@ -293,14 +302,17 @@ class _CriticLoss(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         s_p, s_q = reduction_scale(v_p.numel(), reduction), reduction_scale(v_q.numel(), reduction)
         out, grad_p, grad_q = _launch(v_p, v_q, div, True, (-s_p, s_q, s_p, s_q), block)
-        ctx.save_for_backward(grad_p, grad_q)
+        ctx.save_for_backward(v_p, v_q, grad_p, grad_q)
+        ctx.div, ctx.scales = div, (s_p, s_q)
         loss, term_p, term_q = out.unbind()
         ctx.mark_non_differentiable(term_p, term_q)
         return loss, term_p, term_q
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
-        grad_p, grad_q = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: exact second derivatives (torch ops)
+            return (*critic_grads_differentiable(ctx, grad_loss), None, None, None)
+        grad_p, grad_q = ctx.saved_tensors[2:]
         return grad_p * grad_loss, grad_q * grad_loss, None, None, None
 
 
@@ -316,12 +328,15 @@ class _GeneratorLoss(torch.autograd.Function):
     ) -> Tensor:
         s = -reduction_scale(v_q.numel(), reduction)
         out, _, grad = _launch(None, v_q, div, mode == "minimax", (0.0, s, 0.0, s), block)
-        ctx.save_for_backward(grad)
+        ctx.save_for_backward(v_q, grad)
+        ctx.div, ctx.mode, ctx.scale = div, mode, s
         return out[0]
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: exact second derivatives (torch ops)
+            return generator_grad_differentiable(ctx, grad_loss), None, None, None, None
+        grad = ctx.saved_tensors[1]
         return grad * grad_loss, None, None, None, None
 
 

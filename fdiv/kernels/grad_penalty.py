@@ -15,7 +15,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fdiv.kernels.common import DEFAULT_BLOCK, check_block, is_interpreted, num_warps
+from fdiv.kernels.common import (
+    DEFAULT_BLOCK,
+    check_block,
+    interpreter_quiet,
+    is_interpreted,
+    num_warps,
+)
 from fdiv.kernels.reference import PenaltyKind
 
 __all__ = ["gradient_penalty"]
@@ -78,7 +84,8 @@ class _GradientPenalty(torch.autograd.Function):
         r1 = kind == "r1"
         grad_scale = weight / n_rows if r1 else 2.0 * weight / n_rows
         meta = {"R1": r1, "ROWS": rows, "BLOCK_D": block_d, "num_warps": num_warps(rows * block_d)}
-        _penalty_kernel[(n_prog,)](g, d_grads, partials, n_rows, n_cols, grad_scale, **meta)
+        with interpreter_quiet(INTERPRETED):
+            _penalty_kernel[(n_prog,)](g, d_grads, partials, n_rows, n_cols, grad_scale, **meta)
         ctx.save_for_backward(d_grads)
         return partials.sum() * ((0.5 if r1 else 1.0) * weight / n_rows)
 

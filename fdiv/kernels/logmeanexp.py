@@ -20,6 +20,7 @@ from fdiv.kernels.common import (
     RBLOCK,
     block_offsets,
     check_block,
+    interpreter_quiet,
     is_interpreted,
     num_warps,
 )
@@ -108,13 +109,14 @@ def log_mean_exp(
     has_clip = clip is not None
     c = float(clip) if has_clip else 0.0
     warps = num_warps(block)
-    _partials_kernel[(n_prog,)](
-        v, part[0], part[1], n, c, CLIP=has_clip, BLOCK=block, num_warps=warps
-    )
-    _merge_kernel[(1,)](part[0], part[1], out, n_prog, math.log(n), RBLOCK=RBLOCK, num_warps=4)
-    _weights_kernel[(n_prog,)](
-        v, grad, out, n, c, grad_scale, CLIP=has_clip, BLOCK=block, num_warps=warps
-    )
+    with interpreter_quiet(INTERPRETED):
+        _partials_kernel[(n_prog,)](
+            v, part[0], part[1], n, c, CLIP=has_clip, BLOCK=block, num_warps=warps
+        )
+        _merge_kernel[(1,)](part[0], part[1], out, n_prog, math.log(n), RBLOCK=RBLOCK, num_warps=4)
+        _weights_kernel[(n_prog,)](
+            v, grad, out, n, c, grad_scale, CLIP=has_clip, BLOCK=block, num_warps=warps
+        )
     return LogMeanExp(out[1], grad)
 
 

@@ -2,8 +2,12 @@
 
 Each loss is one ``torch.autograd.Function``: the forward pass evaluates the loss and its
 gradient together and saves the gradient, so backward only scales it by ``grad_output``; no
-autograd graph is built through the elementwise operations. fp16/bf16 inputs are computed in
-fp32 (fp64 stays fp64); gradients come back in the input's dtype. Values are in nats.
+autograd graph is built through the elementwise operations. A backward run with
+``create_graph=True`` (a gradient penalty on the loss's gradient, a Hessian-vector product)
+instead rebuilds the gradient from the registry's closed-form derivatives with autograd ops
+(:func:`differentiable_grad`), so second derivatives are exact, not those of a constant.
+fp16/bf16 inputs are computed in fp32 (fp64 stays fp64); gradients come back in the input's
+dtype. Values are in nats.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor
 
-from fdiv.divergences.registry import FDivergence, Terms
+from fdiv.divergences.registry import Elementwise, FDivergence, Terms
 
 Reduction = Literal["mean", "sum"]
 GeneratorMode = Literal["nonsaturating", "minimax"]
@@ -32,6 +36,7 @@ __all__ = [
     "combine_terms",
     "compute_dtype",
     "critic_loss",
+    "differentiable_grad",
     "dv_bound",
     "generator_loss",
     "gradient_penalty",
@@ -74,6 +79,18 @@ def _scaled(terms: Terms, x: Tensor, scale: float) -> tuple[Tensor, Tensor | flo
     return total * scale, grad * scale if isinstance(grad, float) else grad.mul_(scale)
 
 
+def differentiable_grad(
+    derivative: Elementwise, v: Tensor, scale: float, grad_out: Tensor
+) -> Tensor:
+    """scale * derivative(v) * grad_out in autograd ops: the backward under ``create_graph``.
+
+    The fast backward scales a gradient saved by the forward pass, a constant to autograd;
+    this one is differentiable in ``v`` (and ``grad_out``), in the compute dtype, cast back.
+    """
+    x = v.to(compute_dtype(v.dtype))
+    return (derivative(x) * (grad_out * scale)).to(v.dtype)
+
+
 def _expand(grad: Tensor | float, grad_out: Tensor, n: int, dtype: torch.dtype) -> Tensor:
     """grad_out times a saved derivative; a constant one is broadcast without materialising."""
     if isinstance(grad, float):
@@ -88,17 +105,20 @@ class _CriticLoss(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         cdt = compute_dtype(v_p.dtype)
         x_p, x_q = v_p.to(cdt), v_q.to(cdt)
-        term_p, grad_p = _scaled(div.activation_terms, x_p, reduction_scale(x_p.numel(), reduction))
-        term_q, grad_q = _scaled(
-            div.conjugate_activation_terms, x_q, reduction_scale(x_q.numel(), reduction)
-        )
+        s_p, s_q = reduction_scale(x_p.numel(), reduction), reduction_scale(x_q.numel(), reduction)
+        term_p, grad_p = _scaled(div.activation_terms, x_p, s_p)
+        term_q, grad_q = _scaled(div.conjugate_activation_terms, x_q, s_q)
         ctx.grads = (grad_p, grad_q)
+        ctx.save_for_backward(v_p, v_q)
+        ctx.div, ctx.scales = div, (s_p, s_q)
         ctx.sizes, ctx.dtype = (x_p.numel(), x_q.numel()), v_p.dtype
         ctx.mark_non_differentiable(term_p, term_q)
         return combine_terms(term_p, term_q), term_p, term_q
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: a gradient autograd can differentiate
+            return (*critic_grads_differentiable(ctx, grad_loss), None, None)
         (grad_p, grad_q), (n_p, n_q) = ctx.grads, ctx.sizes
         # E_P[g] enters the loss with a minus sign.
         return (
@@ -109,6 +129,30 @@ class _CriticLoss(torch.autograd.Function):
         )
 
 
+def critic_grads_differentiable(ctx: Any, grad_loss: Tensor) -> tuple[Tensor, Tensor]:
+    """The critic loss's (d/dv_p, d/dv_q) by :func:`differentiable_grad`.
+
+    ``ctx`` saved (v_p, v_q) first and holds ``div`` and the reduction ``scales``.
+    """
+    v_p, v_q = ctx.saved_tensors[:2]
+    (s_p, s_q), div = ctx.scales, ctx.div
+    return (
+        differentiable_grad(div.activation_grad, v_p, -s_p, grad_loss),
+        differentiable_grad(div.conjugate_activation_grad, v_q, s_q, grad_loss),
+    )
+
+
+def generator_grad_differentiable(ctx: Any, grad_loss: Tensor) -> Tensor:
+    """The generator loss's d/dv_q by :func:`differentiable_grad`.
+
+    ``ctx`` saved v_q first and holds ``div``, ``mode`` and the signed reduction ``scale``.
+    """
+    v_q = ctx.saved_tensors[0]
+    conj = ctx.mode == "minimax"
+    derivative = ctx.div.conjugate_activation_grad if conj else ctx.div.activation_grad
+    return differentiable_grad(derivative, v_q, ctx.scale, grad_loss)
+
+
 class _GeneratorLoss(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -116,12 +160,16 @@ class _GeneratorLoss(torch.autograd.Function):
     ) -> Tensor:
         x = v_q.to(compute_dtype(v_q.dtype))
         terms = div.activation_terms if mode == "nonsaturating" else div.conjugate_activation_terms
-        loss, ctx.grad = _scaled(terms, x, -reduction_scale(x.numel(), reduction))
-        ctx.n, ctx.dtype = x.numel(), v_q.dtype
+        ctx.scale = -reduction_scale(x.numel(), reduction)
+        loss, ctx.grad = _scaled(terms, x, ctx.scale)
+        ctx.save_for_backward(v_q)
+        ctx.div, ctx.mode, ctx.n, ctx.dtype = div, mode, x.numel(), v_q.dtype
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph: a gradient autograd can differentiate
+            return generator_grad_differentiable(ctx, grad_loss), None, None, None
         return _expand(ctx.grad, grad_loss, ctx.n, ctx.dtype), None, None, None
 
 

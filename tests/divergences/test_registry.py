@@ -189,3 +189,80 @@ def test_fused_terms_equal_the_elementwise_forms(div: registry.FDivergence, dtyp
         assert torch.equal(v, before), "terms must not modify their input"
         torch.testing.assert_close(total, value(v).sum(), **tol)
         torch.testing.assert_close(torch.as_tensor(slope, dtype=dtype).expand(101), grad(v), **tol)
+
+
+def _jeffreys_conjugate_exact(v: float) -> float:
+    """W + 1/W + v - 2 with W = W(e^(1-v)) in 60-digit arithmetic (mpmath, independent)."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        w = mpmath.lambertw(mpmath.exp(1 - mpmath.mpf(v))).real
+        return float(w + 1 / w + v - 2)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rtol"),
+    # fp64: a few ulp. fp32: y = log W is found to ~eps absolute (|y| <= 47 here), the result
+    # e^-y - 1 - y then carries ~2 ulp of |y|: 3e-7 relative.
+    [(torch.float64, 1e-14), (torch.float32, 3e-7)],
+    ids=["fp64", "fp32"],
+)
+def test_jeffreys_conjugate_is_accurate_for_very_negative_v(
+    dtype: torch.dtype, rtol: float
+) -> None:
+    """Item 9: the old form W + 1/W + v - 2 cancelled (wrong sign at v = -1e8 in fp32)."""
+    div = get("jeffreys")
+    vs = [-1e20, -1e8, -1e6, -1e3, -1.0, 0.5, 5.0]
+    v = torch.tensor(vs, dtype=dtype)
+    exact = torch.tensor([_jeffreys_conjugate_exact(float(x)) for x in v], dtype=torch.float64)
+    torch.testing.assert_close(div.conjugate_activation(v).double(), exact, rtol=rtol, atol=0)
+    for i in range(len(vs)):  # the fused terms, one element at a time
+        total, _ = div.conjugate_activation_terms(v[i : i + 1])
+        torch.testing.assert_close(total.double(), exact[i], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize(("a", "limit"), [(5e-13, "reverse_kl"), (-1e-40, "reverse_kl"),
+                                          (1 - 5e-13, "kl"), (1e-300, "reverse_kl")])  # fmt: skip
+def test_alpha_within_the_gap_of_zero_or_one_is_refused(a: float, limit: str) -> None:
+    """Item 9: |a| ~ 1e-38 gave NaN from finite input in fp32; such an a is its limit."""
+    with pytest.raises(ValueError, match=f"use '{limit}'"):
+        alpha(a)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "a", [registry.ALPHA_GAP * 1.5, -registry.ALPHA_GAP * 1.5, 1e-9, 1 + 2e-12]
+)
+def test_alpha_near_zero_and_one_gives_the_right_finite_numbers(
+    a: float, dtype: torch.dtype
+) -> None:
+    """Just outside the gap: never NaN from finite input (fp32/fp16/bf16, |v| up to 1e30 where
+    the dtype holds it), and for moderate v the loss is the fp64 closed form. The forms are
+    (e^(c v) - 1) / c (c = a, a - 1): summed as e^(c v) and -1/c apart they lost every digit."""
+    from fdiv.kernels import reference
+
+    div = alpha(a)
+    big = 6e4 if dtype == torch.float16 else 1e30
+    v = torch.tensor([-big, -1e3, -3.0, -0.5, 0.0, 0.25, 2.0, 1e3, big], dtype=dtype)
+    loss, term_p, term_q = reference.critic_loss(v, v, div)
+    assert not torch.isnan(torch.stack([loss, term_p, term_q])).any()
+    moderate = torch.linspace(-2.0, 3.0, 11, dtype=dtype)  # mean 0.5: not 0 by symmetry
+    x = moderate.double()
+    exact_p = (torch.expm1((a - 1.0) * x) / (a - 1.0)).mean()
+    exact_q = (torch.expm1(a * x) / a).mean()
+    _, term_p, term_q = reference.critic_loss(moderate, moderate, div)
+    # fp32 arithmetic on terms of size <= e^3: a few ulp of 20 (the inputs are exact in x)
+    torch.testing.assert_close(term_p.double(), exact_p, rtol=0, atol=1e-5)
+    torch.testing.assert_close(term_q.double(), exact_q, rtol=0, atol=1e-5)
+
+
+def test_alpha_names_show_the_exact_parameter() -> None:
+    """Item 10: alpha(1 + 1e-12) was shown as alpha(1); names read back to the same record."""
+    near_one = alpha(1 + 1e-12)
+    assert near_one.name == "alpha(1.000000000001)"
+    assert get(near_one.name).alpha == 1 + 1e-12
+    assert [alpha(a).name for a in (2, 0.5, -1.0, np.float32(3))] == [
+        "alpha(2)", "alpha(0.5)", "alpha(-1)", "alpha(3)"
+    ]  # fmt: skip
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        alpha(True)

@@ -68,5 +68,5 @@ def test_bad_input_is_one_line_exit_2(
 def test_resume_without_checkpoint_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _one_error_line(capsys, ["train", "--resume", str(tmp_path)], "no checkpoint to resume from")
+    _one_error_line(capsys, ["train", "--resume", str(tmp_path)], "no checkpoint in this directory")
     _one_error_line(capsys, ["evaluate", str(tmp_path)], "no checkpoint")

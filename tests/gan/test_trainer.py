@@ -139,7 +139,7 @@ def test_bad_configuration_is_a_clear_value_error(
 
 
 def test_resume_needs_a_checkpoint_and_train_refuses_to_overwrite(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+    with pytest.raises(ValueError, match="no checkpoint in this directory"):
         resume(tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         resume(tmp_path / "nowhere")

@@ -1,0 +1,57 @@
+"""One writer per run directory: an exclusive ``flock`` on ``<run_dir>/.lock``.
+
+A training process (``train`` or ``resume``, rank 0) holds the lock for the whole run; a second
+one refuses at once with a message naming the holder (pid and host, written into the lock
+file). The kernel drops the lock when its holder exits, even on SIGKILL, so a killed run never
+leaves a stale lock behind. (flock is advisory and local: it does not reach across machines
+on every network file system.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["LOCK_NAME", "RunLockedError", "run_lock"]
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(ValueError):
+    """Another process holds the run directory's lock."""
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike[str], active: bool = True) -> Iterator[None]:
+    """Hold the lock of ``run_dir`` (an existing directory) for the ``with`` block.
+
+    Raises :class:`RunLockedError` naming the holder when another process holds it. With
+    ``active`` false (ranks other than 0) nothing is locked.
+    """
+    if not active:
+        yield
+        return
+    path = Path(run_dir) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunLockedError(
+                f"{run_dir} is in use by {holder} (lock file {path}); wait for that run to "
+                "finish or stop it"
+            ) from None
+        locked = True
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        if locked:
+            os.ftruncate(fd, 0)  # no stale holder shown to the next reader
+        os.close(fd)  # closing the descriptor releases the lock
