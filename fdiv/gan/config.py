@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,14 @@ from fdiv.gan.objectives import objective
 from fdiv.io import is_integer, is_real
 from fdiv.losses import PENALTIES as _KERNEL_PENALTIES
 
-__all__ = ["LOSS_DEFAULTS", "PENALTIES", "TrainConfig", "loss_defaults", "option_types"]
+__all__ = [
+    "LOSS_DEFAULTS",
+    "PENALTIES",
+    "TrainConfig",
+    "loss_defaults",
+    "option_types",
+    "stored_config",
+]
 
 #: The penalty choices of a run: ``auto`` (by loss), ``none``, or one of the losses' penalties.
 PENALTIES: tuple[str, ...] = ("auto", "none", *_KERNEL_PENALTIES)
@@ -215,3 +223,13 @@ def _is(value: object, kind: type) -> bool:
 def _require(name: str, ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"{name} must be {what}")
+
+
+def stored_config(path: Path, state: dict[str, Any]) -> TrainConfig:
+    """The validated TrainConfig stored in the checkpoint ``path``."""
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        config.validate()
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: its stored config is not valid ({err})") from None
+    return config

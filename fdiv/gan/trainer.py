@@ -4,7 +4,7 @@ A run lives in a directory: ``config.json`` (the :class:`TrainConfig`), ``metric
 line per logged step), ``eval.jsonl`` / ``evaluation.json`` (sample-quality metrics),
 ``ckpt-<step>.pt`` (the newest ``keep_checkpoints``), PNG plots, and TensorBoard events when
 TensorBoard is installed. One process trains in a directory at a time (``.lock``, see
-:mod:`fdiv.gan.lock`); ``train`` only writes into a new or empty directory (or restarts a run
+:mod:`fdiv.gan.rundir`); ``train`` only writes into a new or empty directory (or restarts a run
 that never reached a checkpoint), ``resume`` continues from the newest checkpoint that loads and
 first redoes an evaluation that a kill interrupted at that step.
 
@@ -18,7 +18,6 @@ interrupted and resumed ends with bitwise the same weights as one that ran strai
 from __future__ import annotations
 
 import copy
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,12 @@ from torch import Tensor, nn
 
 from fdiv.device import resolve_device
 from fdiv.gan import checkpoint, metrics, plots
-from fdiv.gan.config import TrainConfig
+from fdiv.gan.config import TrainConfig, stored_config
 from fdiv.gan.data import Dataset, load_dataset, standardisation
 from fdiv.gan.distributed import Context, from_environment, single
-from fdiv.gan.lock import LOCK_NAME, run_lock
 from fdiv.gan.models import build_models
 from fdiv.gan.objectives import objective
+from fdiv.gan.rundir import check_new_run_directory, run_lock
 from fdiv.gan.runlog import RunLog
 from fdiv.io import is_integer
 
@@ -289,7 +288,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         with run_lock(self.run_dir, main):
             if fresh and main:
-                _check_new_run_directory(self.run_dir)  # no other process started it meanwhile
+                check_new_run_directory(self.run_dir)  # no other process started it meanwhile
                 for name in ("metrics.jsonl", "eval.jsonl", "evaluation.json"):
                     (self.run_dir / name).unlink(missing_ok=True)
             final = self._loop()
@@ -344,34 +343,6 @@ def _mismatch(source: str, err: BaseException) -> ValueError:
     return ValueError(f"{source}: its weights do not match its config ({reason})")
 
 
-def _check_new_run_directory(directory: Path) -> None:
-    """A ValueError unless ``directory`` may receive a new run.
-
-    It may be missing, empty, or a run that never reached a checkpoint (its config.json reads
-    as a TrainConfig); anything else would lose files that are not ours, or a run's history.
-    """
-    if not directory.exists():
-        return
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: exists and is a file; --out needs a directory")
-    if checkpoint.checkpoints(directory):
-        raise ValueError(
-            f"{directory} already holds a run with checkpoints; continue it with resume "
-            "(fdiv train --resume) or choose another output directory"
-        )
-    entries = sorted(p.name for p in directory.iterdir() if p.name != LOCK_NAME)
-    if not entries:
-        return
-    try:
-        TrainConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    except (OSError, ValueError, TypeError, AttributeError):
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        raise ValueError(
-            f"{directory} is not empty and is not an fdiv run (it holds {shown}); "
-            "choose a new or empty output directory"
-        ) from None
-
-
 def train(
     config: TrainConfig, run_dir: str | Path, context: Context | None = None
 ) -> dict[str, float]:
@@ -382,7 +353,7 @@ def train(
     """
     config.validate()
     directory = Path(run_dir)
-    _check_new_run_directory(directory)
+    check_new_run_directory(directory)
     return Trainer(config, directory, context).fit(fresh=True)
 
 
@@ -395,7 +366,7 @@ def resume(
     the directory changes before the checkpoint and the logs have been read.
     """
     path, state = checkpoint.load_latest(run_dir)
-    config = _stored_config(path, state)
+    config = stored_config(path, state)
     if steps is not None:
         if not is_integer(steps) or steps < state["step"]:
             raise ValueError(
@@ -408,23 +379,13 @@ def resume(
     return trainer.fit()
 
 
-def _stored_config(path: Path, state: dict[str, Any]) -> TrainConfig:
-    """The validated TrainConfig stored in the checkpoint ``path``."""
-    try:
-        config = TrainConfig.from_dict(state["config"])
-        config.validate()
-    except (ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: its stored config is not valid ({err})") from None
-    return config
-
-
 def load_generator(run_dir: str | Path, use_ema: bool = True) -> tuple[nn.Module, TrainConfig]:
     """The (EMA) generator of the latest checkpoint in ``run_dir``, on the CPU, in eval mode.
 
     The newest checkpoint that loads is used (see :func:`checkpoint.load_latest`).
     """
     path, state = checkpoint.load_latest(run_dir)
-    config = _stored_config(path, state)
+    config = stored_config(path, state)
     generator, _ = _models(config, load_dataset(config.data))
     try:
         generator.load_state_dict(state["ema" if use_ema else "generator"])

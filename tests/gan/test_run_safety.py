@@ -22,7 +22,7 @@ from gan_testing import tiny_config
 from fdiv import cli
 from fdiv.gan import checkpoint
 from fdiv.gan.config import TrainConfig
-from fdiv.gan.lock import RunLockedError, run_lock
+from fdiv.gan.rundir import RunLockedError, run_lock
 from fdiv.gan.trainer import resume, train
 
 EVAL = {"evaluate": True, "eval_samples": 100, "eval_steps": 5}

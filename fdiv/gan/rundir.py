@@ -1,4 +1,7 @@
-"""One writer per run directory: an exclusive ``flock`` on ``<run_dir>/.lock``.
+"""The run directory: who may start a run in it, and one writer at a time (a ``flock``).
+
+``check_new_run_directory`` says whether a directory may receive a new run. The lock is an
+exclusive ``flock`` on ``<run_dir>/.lock``.
 
 A training process (``train`` or ``resume``, rank 0) holds the lock for the whole run; a second
 one refuses at once with a message naming the holder (pid and host, written into the lock
@@ -10,13 +13,17 @@ on every network file system.)
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "RunLockedError", "run_lock"]
+from fdiv.gan import checkpoint
+from fdiv.gan.config import TrainConfig
+
+__all__ = ["LOCK_NAME", "RunLockedError", "check_new_run_directory", "run_lock"]
 
 LOCK_NAME = ".lock"
 
@@ -55,3 +62,31 @@ def run_lock(run_dir: str | os.PathLike[str], active: bool = True) -> Iterator[N
         if locked:
             os.ftruncate(fd, 0)  # no stale holder shown to the next reader
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def check_new_run_directory(directory: Path) -> None:
+    """A ValueError unless ``directory`` may receive a new run.
+
+    It may be missing, empty, or a run that never reached a checkpoint (its config.json reads
+    as a TrainConfig); anything else would lose files that are not ours, or a run's history.
+    """
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: exists and is a file; --out needs a directory")
+    if checkpoint.checkpoints(directory):
+        raise ValueError(
+            f"{directory} already holds a run with checkpoints; continue it with resume "
+            "(fdiv train --resume) or choose another output directory"
+        )
+    entries = sorted(p.name for p in directory.iterdir() if p.name != LOCK_NAME)
+    if not entries:
+        return
+    try:
+        TrainConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ValueError(
+            f"{directory} is not empty and is not an fdiv run (it holds {shown}); "
+            "choose a new or empty output directory"
+        ) from None
