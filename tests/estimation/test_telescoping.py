@@ -18,8 +18,7 @@ from fdiv.estimation.telescoping import (
     waymark_coefficients,
 )
 
-# small and fast: 2000 rows a side, 3 folds, a few hundred steps
-FAST = {"steps": 300, "folds": 3, "batch_size": 128, "patience": 150}
+FAST = {"folds": 3}
 
 
 def shift_pair(kl: float, dim: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,33 +55,30 @@ def test_bad_waymarks(waymarks: object, error: type, match: str) -> None:
 
 
 def test_critic_log_ratio_sums_the_links() -> None:
-    """log_ratio(x) = sum_k v_k(x); with only the quadratic/linear/bias parts set it is the
-    closed form sum_k (x'A_k x + c_k'x + e_k)."""
+    """log_ratio(x) = sum_k v_k(x) = sum_k (x'A_k x + c_k'x + e_k), A_k symmetrised."""
     torch.manual_seed(0)
-    net = TelescopingCritic(3, 2, hidden=4)
+    net = TelescopingCritic(3, 2)
     with torch.no_grad():
         net.quad.copy_(torch.randn(3, 2, 2))
         net.lin.copy_(torch.randn(3, 2))
         net.bias.copy_(torch.randn(3))
-    x = torch.randn(5, 2)
+    x = torch.randn(5, 2, dtype=torch.float64)
     sym = 0.5 * (net.quad + net.quad.transpose(1, 2))
-    expected = sum(
-        (x @ sym[k] * x).sum(1) + x @ net.lin[k] + net.bias[k] for k in range(3)
-    )  # w3 starts at zero: the MLP adds nothing
+    expected = sum((x @ sym[k] * x).sum(1) + x @ net.lin[k] + net.bias[k] for k in range(3))
     torch.testing.assert_close(net.log_ratio(x), expected)
 
 
 @pytest.mark.parametrize(("kl", "dim"), [(1.0, 2), (8.0, 4)])
 def test_mean_shift_matches_closed_form(kl: float, dim: int) -> None:
-    """Within 10% of the closed form (the issue's target; measured errors ~ 3%), the interval
-    covers it and is no wider than half the truth."""
+    """Within 10% of the closed form (the issue's target), the interval covers it and is
+    narrower than the truth (t with 4 degrees of freedom: about 5.5 fold-spread errors wide)."""
     x_p, x_q = shift_pair(kl, dim, 2000)
-    est = telescoping_kl(x_p, x_q, seed=0, **FAST)
+    est = telescoping_kl(x_p, x_q, seed=0)
     assert isinstance(est, Estimate) and est.divergence == "kl" and est.bound == "telescoping"
     assert abs(math.log(est.value / kl)) < math.log(1.1), est
     low, high = est.ci95
     assert low <= kl <= high, est
-    assert 0 < high - low < 0.5 * kl, est
+    assert 0 < high - low < kl, est
     assert est.n_test == (2000, 0)
 
 
@@ -97,7 +93,7 @@ def test_identical_inputs_give_zero_without_leaking() -> None:
 
 def test_same_seed_same_result_and_seed_matters() -> None:
     x_p, x_q = shift_pair(2.0, 2, 600)
-    opts = FAST | {"steps": 100}
+    opts = FAST | {"steps": 20}
     first, again = (telescoping_kl(x_p, x_q, seed=3, **opts) for _ in range(2))
     assert first.value == again.value and first.ci95 == again.ci95
     assert telescoping_kl(x_p, x_q, seed=4, **opts).value != first.value
@@ -108,7 +104,7 @@ def test_one_link_over_a_chasm_warns() -> None:
     x_p, x_q = shift_pair(50.0, 2, 600)
     if "warnings" not in {f.name for f in dataclasses.fields(Estimate)}:
         pytest.skip("Estimate has no warnings field yet (issue 10 part A adds it)")
-    est = telescoping_kl(x_p, x_q, waymarks=1, seed=0, **(FAST | {"steps": 100}))
+    est = telescoping_kl(x_p, x_q, waymarks=1, seed=0, **FAST)
     assert any("separates" in w for w in est.warnings), est.warnings
 
 
@@ -137,9 +133,9 @@ def test_make_estimate_drops_fields_the_type_lacks() -> None:
         ({"q": np.zeros((100, 3))}, ValueError, "same dimension"),
         ({"p": np.zeros((20, 2))}, ValueError, "p has 20 samples; 5 folds need at least 50"),
         ({"folds": 1}, ValueError, "folds must be at least 2"),
-        ({"steps": 0}, ValueError, "steps must be positive"),
+        ({"steps": 0}, ValueError, "steps must be at least 1"),
         ({"seed": 1.5}, TypeError, "seed must be an integer"),
-        ({"lr": float("nan")}, ValueError, "lr must be a positive finite number"),
+        ({"ridge": float("nan")}, ValueError, "ridge must be a non-negative finite number"),
         ({"p": np.full((100, 2), np.nan)}, ValueError, "non-finite"),
         ({"p": "p.npy"}, TypeError, "p must be a torch.Tensor or a numpy.ndarray"),
         ({"device": "cuda:7"}, ValueError, "cuda"),
