@@ -1,18 +1,27 @@
-"""Accuracy of the estimators against Gaussian ground truth: DV, SMILE, f-dual (NWJ) and kNN.
+"""Accuracy and interval coverage of the estimators over the task library (fdiv.bench.tasks).
 
-P = N(0, I_d) and Q = N(t u, (1 + t/2) I_d) with u a unit vector along the diagonal; t is solved
-(brentq) so that KL(P||Q) hits 0.1, 1 or 5 nats. Q is shifted *and* broader than P, so the ratio
-p/q is bounded and Var_Q(p/q) finite (the DV partition term has finite variance); a P broader than
-Q would make the DV bound at KL = 5 harder still. 20k samples per side, default ``estimate``
-settings (so the test split holds 4000 per side). Nothing is asserted: the figures go to
-``benchmark.extra_info["figures"]`` (see ``fdiv.bench.results``) and into the report.
+Every (P, Q) pair has exact log densities and a known truth (closed form, or Monte Carlo over
+10^6 draws per side with its standard error). For each task, sample size N (per side) and seed,
+the KL methods run on the same samples: ``auto`` (the default ``fdiv.estimate`` call), the
+variational bounds ``dv``, ``smile``, ``fdual`` (NWJ), ``knn`` (Wang-Kulkarni-Verdu) and
+``telescoping`` (:func:`fdiv.estimation.telescoping.telescoping_kl`); js, hellinger, tv,
+reverse_kl and pearson run with the default call on :data:`F_TASKS`. Two extra non-Gaussian
+large-divergence pairs (:data:`EXTRA`) join the library's. Per run the figures hold task,
+divergence, method, n, seed, d, truth (+ truth_stderr), estimate, stderr, ci95, abs_log_error,
+covered (the interval contains the truth, widened by 2 Monte Carlo standard errors of the truth),
+seconds and warnings. Nothing is asserted; ``fdiv bench`` renders a table per task into REPORT.md.
 
-    .venv/bin/fdiv bench --suite accuracy            # 12 pairs x 4 methods, one seed (~8 min)
-    FDIV_BENCH_SEEDS=3 .venv/bin/fdiv bench --suite accuracy     # the 3-seed grid (~30 min)
-    .venv/bin/fdiv bench --suite accuracy --quick    # seed 0, d = 5, KL = 1, every method
+Configuration (environment; the full grid is hours of CPU, so pick what you can afford):
 
-FDIV_BENCH_SEEDS (default 1, so that ``make bench`` stays within 20 minutes) sets how many seeds
-run; the grid runs seed by seed, so a partial run still covers whole seeds first.
+    FDIV_BENCH_SEEDS=10            seeds per case (default 10: coverage needs >= 10)
+    FDIV_BENCH_SIZES=2000,10000    samples per side (default 2000,10000; 50000 runs on LARGE_N)
+    FDIV_BENCH_TASKS=a,b           task names (default: all)
+    FDIV_BENCH_METHODS=auto,knn    methods (default: all of METHODS)
+    FDIV_BENCH_LARGE=1             add N = 50,000 on LARGE_N_TASKS
+
+``--quick``: seed 0, N = 2000, a heavy-tail and a large-divergence task, auto / knn /
+telescoping (about 2 minutes on 2 cores). The grid runs seed by seed, so a partial run covers
+whole seeds first.
 """
 
 from __future__ import annotations
@@ -23,71 +32,151 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
-import torch
-from scipy.optimize import brentq
 
-from fdiv.divergences.gaussian import Gaussian, kl
+from fdiv.bench.tasks import TASKS, Gaussian, Mixture, StudentT, Task
 from fdiv.estimation.estimate import estimate
 from fdiv.estimation.knn import knn_kl
-
-N = 20_000
-DIMS = (1, 5, 10, 20)
-KLS = (0.1, 1.0, 5.0)
-METHODS = ("dv", "smile", "fdual", "knn")
-SEEDS = tuple(range(int(os.environ.get("FDIV_BENCH_SEEDS", "1"))))
-QUICK = {"seed": 0, "d": 5, "target": 1.0}
-
-CASES = [
-    pytest.param(s, d, t, m, marks=() if (s, d, t) == tuple(QUICK.values()) else pytest.mark.full)
-    for s in SEEDS
-    for d in DIMS
-    for t in KLS
-    for m in METHODS
-]
+from fdiv.estimation.telescoping import telescoping_kl
 
 
-def gaussian_pair(d: int, target: float) -> tuple[Gaussian, Gaussian]:
-    """P = N(0, I), Q = N(t u, (1 + t/2) I) with t chosen so that KL(P||Q) = target nats."""
-    u = torch.full((d,), 1.0 / math.sqrt(d), dtype=torch.float64)
-    eye = torch.eye(d, dtype=torch.float64)
-
-    def pair(t: float) -> tuple[Gaussian, Gaussian]:
-        return Gaussian(torch.zeros(d, dtype=torch.float64), eye), Gaussian(
-            t * u, (1 + t / 2) * eye
-        )
-
-    t = brentq(lambda t: kl(*pair(t)) - target, 1e-9, 100.0, xtol=1e-14)
-    return pair(t)
+def _env_list(name: str, default: str) -> list[str]:
+    return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
 
 
-@pytest.mark.parametrize(("seed", "d", "target", "method"), CASES)
-def test_accuracy(
-    benchmark: Any, figures: Callable[..., None], seed: int, d: int, target: float, method: str
-) -> None:
-    p, q = gaussian_pair(d, target)
-    truth = kl(p, q)
-    generator = torch.Generator().manual_seed(1000 * seed + 10 * d + round(10 * target))
-    x_p, x_q = p.sample(N, generator), q.sample(N, generator)
-    start = time.perf_counter()
+def _mixture_shift(dim: int = 20, kl: float = 10.0) -> Task:
+    shift = math.sqrt(2.0 * (kl + math.log(2.0)) / dim)  # KL ~ |m|^2/2 - log 2 when well apart
+    mean = np.full(dim, shift)
+    p = Mixture(np.ones(2), (Gaussian(mean, np.eye(dim)), Gaussian(-mean, np.eye(dim))))
+    return Task(
+        f"mixture2-shift-d{dim}",
+        "large",
+        f"two unit Gaussians at +-{shift:.3g} (1, ..., 1) vs N(0, I): bimodal, KL ~ {kl:g}",
+        p,
+        Gaussian.standard(dim),
+        pearson_finite=True,
+    )
+
+
+def _student_shift(dim: int = 20, nu: float = 5.0, shift: float = 1.0) -> Task:
+    scale = Gaussian(np.full(dim, shift), np.eye(dim))
+    return Task(
+        f"student-t{nu:g}-shift-d{dim}",
+        "large",
+        f"multivariate t (nu = {nu:g}) at {shift:g} (1, ..., 1) vs N(0, I): heavy tails and a "
+        "large divergence (E_P[(log p/q)^2] finite for nu > 4)",
+        StudentT(scale, nu),
+        Gaussian.standard(dim),
+        pearson_finite=False,
+    )
+
+
+EXTRA: dict[str, Task] = {t.name: t for t in (_mixture_shift(), _student_shift())}
+ALL_TASKS: dict[str, Task] = TASKS | EXTRA
+METHODS = ("auto", "dv", "smile", "fdual", "knn", "telescoping")
+F_DIVERGENCES = ("js", "hellinger", "tv", "reverse_kl", "pearson")
+F_TASKS = (
+    "student-t5-vs-gauss-d5",
+    "mixture4-vs-gauss-d5",
+    "banana-d10",
+    "beta-vs-beta-d5",
+    "gauss-corr0.68-d10",
+    "lognormal-d5",
+    "shift-kl10-d20",
+)
+LARGE_N = 50_000
+LARGE_N_TASKS = ("student-t3-vs-gauss-d5", "mixture4-vs-gauss-d5", "banana-d10", "shift-kl10-d20")
+QUICK_TASKS = ("student-t5-vs-gauss-d5", "shift-kl10-d20")
+QUICK_METHODS = ("auto", "knn", "telescoping")
+QUICK_N = 2000
+
+SEEDS = range(int(os.environ.get("FDIV_BENCH_SEEDS", "10")))
+SIZES = [int(n) for n in _env_list("FDIV_BENCH_SIZES", "2000,10000")]
+SELECTED = _env_list("FDIV_BENCH_TASKS", ",".join(ALL_TASKS))
+CHOSEN = _env_list("FDIV_BENCH_METHODS", ",".join(METHODS))
+LARGE = os.environ.get("FDIV_BENCH_LARGE", "") not in ("", "0")
+
+
+def _cases() -> list[Any]:
+    unknown = sorted((set(SELECTED) - set(ALL_TASKS)) | (set(CHOSEN) - set(METHODS)))
+    if unknown:
+        raise ValueError(f"FDIV_BENCH_TASKS / FDIV_BENCH_METHODS: unknown {', '.join(unknown)}")
+    cases = []
+    for seed in SEEDS:
+        for name in SELECTED:
+            sizes = SIZES + ([LARGE_N] if LARGE and name in LARGE_N_TASKS else [])
+            for n in sizes:
+                runs = [("kl", m) for m in CHOSEN]
+                if name in F_TASKS and "auto" in CHOSEN:
+                    runs += [(div, "auto") for div in F_DIVERGENCES if _has_truth(name, div)]
+                for div, method in runs:
+                    quick = (seed, n, method) == (0, QUICK_N, method) and (
+                        name in QUICK_TASKS and method in QUICK_METHODS and div == "kl"
+                    )
+                    marks = () if quick else pytest.mark.full
+                    cases.append(pytest.param(name, div, method, n, seed, marks=marks))
+    return cases
+
+
+def _has_truth(name: str, divergence: str) -> bool:
+    task = ALL_TASKS[name]
+    return divergence != "pearson" or bool(task.pearson_finite)
+
+
+def run_method(method: str, divergence: str, x_p: np.ndarray, x_q: np.ndarray, seed: int) -> Any:
+    """The estimate of one method (an Estimate, or a float for kNN)."""
     if method == "knn":
-        value = benchmark.pedantic(knn_kl, (x_p, x_q), rounds=1, iterations=1)
-        row: dict[str, Any] = {"stderr": None, "ci95": None, "steps": None}
-    else:
-        est = benchmark.pedantic(
-            estimate, (x_p, x_q, "kl", method), {"seed": seed}, rounds=1, iterations=1
-        )
-        value = est.value
-        row = {"stderr": est.stderr, "ci95": list(est.ci95), "steps": est.steps}
+        return knn_kl(x_p, x_q)
+    if method == "telescoping":
+        return telescoping_kl(x_p, x_q, seed=seed)
+    return estimate(x_p, x_q, divergence, method, seed=seed)
+
+
+@pytest.mark.parametrize(("task", "divergence", "method", "n", "seed"), _cases())
+def test_accuracy(
+    benchmark: Any,
+    figures: Callable[..., None],
+    task: str,
+    divergence: str,
+    method: str,
+    n: int,
+    seed: int,
+) -> None:
+    pair = ALL_TASKS[task]
+    truth, truth_se = pair.truth(divergence)
+    rng = np.random.default_rng([seed, n, sorted(ALL_TASKS).index(task)])
+    x_p, x_q = pair.sample_p(n, rng), pair.sample_q(n, rng)
+    start = time.perf_counter()
+    result = benchmark.pedantic(
+        run_method, (method, divergence, x_p, x_q, seed), rounds=1, iterations=1
+    )
     seconds = time.perf_counter() - start
-    row |= {
-        "seed": seed,
-        "d": d,
-        "truth": truth,
-        "method": method,
-        "estimate": value,
-        "log_error": math.log(value / truth) if value > 0 else None,
-        "relative_error": (value - truth) / truth,
-        "seconds": seconds,
-    }
-    figures(**row)
+    if isinstance(result, float):
+        value, row = result, {"stderr": None, "ci95": None, "covered": None, "warnings": []}
+    else:
+        value, (low, high) = result.value, result.ci95
+        slack = 2.0 * truth_se
+        row = {
+            "stderr": result.stderr,
+            "ci95": [low, high],
+            "covered": bool(low - slack <= truth <= high + slack),
+            "steps": result.steps,
+            "warnings": list(getattr(result, "warnings", ())),
+            "ran": getattr(result, "method", method),
+        }
+    figures(
+        task=task,
+        family=pair.family,
+        divergence=divergence,
+        method=method,
+        n=n,
+        seed=seed,
+        d=pair.dim,
+        truth=truth,
+        truth_stderr=truth_se,
+        estimate=value,
+        abs_log_error=abs(math.log(value / truth)) if value > 0 and truth > 0 else None,
+        seconds=seconds,
+        **row,
+    )

@@ -21,7 +21,7 @@ from fdiv.io import write_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["accuracy_errors", "gan_samples", "kernel_times"]
+__all__ = ["accuracy_errors", "gan_samples", "kernel_times", "task_errors"]
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -91,6 +91,34 @@ def accuracy_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | 
     axes[0].set_ylabel("mean |log(estimate / truth)| over seeds")
     axes[0].legend(fontsize=8)
     fig.suptitle(textwrap.fill(title, 70), fontsize=9)
+    return write_png(fig, path)
+
+
+def task_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
+    """Worst |log(estimate/truth)| of each task's KL runs (all N and seeds), one marker per
+    method; estimates <= 0 are drawn at the top edge."""
+    worst: dict[str, dict[str, float]] = defaultdict(dict)
+    for e in entries:
+        f = e.figures
+        if f["divergence"] != "kl":
+            continue
+        value = math.inf if f.get("abs_log_error") is None else float(f["abs_log_error"])
+        worst[f["method"]][f["task"]] = max(value, worst[f["method"]].get(f["task"], 0.0))
+    tasks = sorted({t for by_task in worst.values() for t in by_task})
+    if not tasks:
+        return None
+    fig = _figure(7.5, 0.28 * len(tasks) + 1.6)
+    ax = fig.subplots()
+    top = 10.0
+    for (method, by_task), marker in zip(sorted(worst.items()), MARKERS, strict=False):
+        points = [(min(max(v, 1e-4), top), tasks.index(t)) for t, v in by_task.items()]
+        ax.scatter(*zip(*points, strict=True), marker=marker, fc="none", label=method)
+    ax.axvline(math.log(1.1), color="k", ls=":", lw=1, label="10% (log 1.1)")
+    ax.set(xscale="log", yticks=range(len(tasks)), yticklabels=tasks, xlim=(1e-4, top * 1.5))
+    ax.set_xlabel("worst |log(estimate / truth)| over seeds and N (kl)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(textwrap.fill(title, 80), fontsize=9)
     return write_png(fig, path)
 
 

@@ -28,10 +28,13 @@ __all__ = [
     "KernelRow",
     "accuracy_summary",
     "format_time",
+    "is_task_suite",
     "kernel_tables",
+    "method_summary",
     "readme_section",
     "render",
     "report_markdown",
+    "task_tables",
     "update_readme",
 ]
 
@@ -164,6 +167,8 @@ def _methods(entries: Sequence[Entry]) -> list[str]:
 
 
 def _accuracy_section(section: Section, plot: Path | None) -> list[str]:
+    if is_task_suite(section.entries):
+        return _task_section(section, plot)
     cells = _accuracy_cells(section.entries)
     methods = _methods(section.entries)
     seeds = sorted({e.figures.get("seed") for e in section.entries}, key=str)
@@ -188,6 +193,110 @@ def _accuracy_section(section: Section, plot: Path | None) -> list[str]:
     lines += _table(["d", "true KL", *methods], rows)
     if plot:
         lines += ["", f"![error vs dimension]({plot.name})"]
+    return lines
+
+
+def is_task_suite(entries: Sequence[Entry]) -> bool:
+    """True for the task-library accuracy suite (figures name a ``task``), False for the older
+    Gaussian grid (figures name ``d`` and ``truth`` only)."""
+    return any("task" in e.figures for e in entries)
+
+
+def _coverage(runs: Sequence[dict[str, Any]]) -> str:
+    checked = [r["covered"] for r in runs if r.get("covered") is not None]
+    return f"{sum(checked)}/{len(checked)}" if checked else "-"
+
+
+def _error(figures: dict[str, Any]) -> float:
+    value = figures.get("abs_log_error")
+    return math.inf if value is None else float(value)
+
+
+TASK_HEADER = [
+    "divergence",
+    "N",
+    "method",
+    "truth",
+    "mean estimate",
+    "worst abs log ratio",
+    "coverage",
+    "warned",
+    "mean s",
+]
+
+
+def task_tables(entries: Sequence[Entry]) -> dict[str, list[list[str]]]:
+    """Per task, one row per (divergence, N, method) over seeds: truth (+- its Monte Carlo
+    stderr), mean estimate, worst |log(estimate/truth)|, interval coverage k/n, runs with a
+    warning, mean seconds."""
+    groups: dict[str, dict[tuple[str, int, str], list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for e in entries:
+        f = e.figures
+        groups[f["task"]][f["divergence"], int(f["n"]), f["method"]].append(f)
+    tables = {}
+    for task, cells in groups.items():
+        rows = []
+        for (divergence, n, method), runs in cells.items():
+            truth, se = runs[0]["truth"], runs[0].get("truth_stderr") or 0.0
+            rows.append(
+                [
+                    divergence,
+                    str(n),
+                    method,
+                    f"{truth:.4g}" + (f" ± {se:.1g}" if se else ""),
+                    f"{statistics.mean(r['estimate'] for r in runs):.4g}",
+                    f"{max(_error(r) for r in runs):.3f}",
+                    _coverage(runs),
+                    f"{sum(bool(r.get('warnings')) for r in runs)}/{len(runs)}",
+                    f"{statistics.mean(r['seconds'] for r in runs):.1f}",
+                ]
+            )
+        tables[task] = rows
+    return tables
+
+
+def method_summary(entries: Sequence[Entry]) -> list[list[str]]:
+    """Per (divergence, method) of the task suite: runs, median and worst |log ratio|,
+    coverage k/n, mean seconds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        groups[e.figures["divergence"], e.figures["method"]].append(e.figures)
+    rows = []
+    for (divergence, method), runs in groups.items():
+        errors = [_error(r) for r in runs]
+        rows.append(
+            [
+                divergence,
+                method,
+                str(len(runs)),
+                f"{statistics.median(errors):.3f}",
+                f"{max(errors):.3f}",
+                _coverage(runs),
+                f"{statistics.mean(r['seconds'] for r in runs):.1f}",
+            ]
+        )
+    return rows
+
+
+SUMMARY_HEADER = ["divergence", "method", "runs", "median", "worst", "coverage", "mean s"]
+
+
+def _task_section(section: Section, plot: Path | None) -> list[str]:
+    seeds = sorted({e.figures["seed"] for e in section.entries})
+    lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
+    lines += [
+        f"Seeds {seeds}. abs log ratio: |log(estimate / truth)| (inf: estimate <= 0); coverage: "
+        "runs whose 95% interval holds the truth (widened by 2 Monte Carlo stderr of the truth); "
+        "warned: runs that carried a warning.",
+        "",
+        *_table(SUMMARY_HEADER, method_summary(section.entries)),
+    ]
+    if plot:
+        lines += ["", f"![error per task]({plot.name})"]
+    for task, rows in task_tables(section.entries).items():
+        lines += ["", f"**{task}**", "", *_table(TASK_HEADER, rows)]
     return lines
 
 
@@ -271,7 +380,7 @@ def report_markdown(secs: Sequence[Section], plot_paths: dict[int, Path | None])
     ]
     kinds = {"kernels": _kernel_section, "accuracy": _accuracy_section, "gan": _gan_section}
     titles = {
-        "accuracy": "Estimator accuracy (Gaussian ground truth)",
+        "accuracy": "Estimator accuracy (task library or Gaussian ground truth)",
         "gan": "GAN mode coverage (PacGAN protocol)",
     }
     for suite, render_section in kinds.items():
@@ -303,7 +412,15 @@ def readme_section(secs: Sequence[Section], report: str) -> str:
             *(f"- {_provenance(s)}" for s in kernels),
         ]
     for s in secs:
-        if s.suite == "accuracy":
+        if s.suite == "accuracy" and is_task_suite(s.entries):
+            lines += [
+                "",
+                f"Estimates over the task library, |log(estimate/truth)| and 95% interval "
+                f"coverage over {len(s.entries)} runs; measured on {_where(s)}:",
+                "",
+                *_table(SUMMARY_HEADER, method_summary(s.entries)),
+            ]
+        elif s.suite == "accuracy":
             lines += [
                 "",
                 f"KL estimates against Gaussian ground truth, |log(estimate/truth)| over "
@@ -347,7 +464,7 @@ def render(results: Sequence[Results], out_dir: Path, readme: Path | None = None
         )
     else:
         plot_paths = {
-            i: draw[s.suite](
+            i: (plots.task_errors if is_task_suite(s.entries) else draw[s.suite])(
                 out_dir / f"REPORT-{s.suite}-{s.results.machine.id}.png", s.entries, _where(s)
             )
             for i, s in enumerate(secs)
