@@ -7,6 +7,7 @@ exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -14,8 +15,8 @@ from typing import NoReturn
 from fdiv import __version__, io
 from fdiv.bench import command as bench_command
 from fdiv.divergences import registry
-from fdiv.estimation.estimate import BOUNDS, estimate
-from fdiv.estimation.knn import knn_kl
+from fdiv.estimation.estimate import BOUNDS, METHODS, estimate
+from fdiv.estimation.knn import knn_estimate
 from fdiv.gan import commands as gan_commands
 
 EXIT_USAGE = 2
@@ -80,12 +81,16 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--divergence", default="kl", help="registered divergence (default kl)")
     parser.add_argument("--bound", default="auto", choices=BOUNDS, help="variational bound")
     parser.add_argument(
-        "--method", default="variational", choices=("variational", "knn"), help="estimator"
+        "--method",
+        default="auto",
+        choices=METHODS,
+        help="estimator; auto picks one and says why (default auto)",
     )
-    parser.add_argument("--steps", type=int, default=4000, help="most training steps")
-    parser.add_argument("--batch-size", type=int, default=512, help="samples per side per step")
+    parser.add_argument("--folds", type=int, default=3, help="cross-fitted critics")
+    parser.add_argument("--steps", type=int, default=2000, help="most training steps per fold")
+    parser.add_argument("--batch-size", type=int, default=1024, help="samples per side per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--patience", type=int, default=600, help="steps without improvement")
+    parser.add_argument("--patience", type=int, default=400, help="steps without improvement")
     parser.add_argument("--seed", type=int, default=0, help="seed of splits, init and batches")
     parser.add_argument("--device", default="auto", help="torch device; auto uses CUDA if present")
     parser.add_argument("--k", type=int, default=5, help="neighbours for --method knn")
@@ -100,31 +105,33 @@ def _estimate_run(args: argparse.Namespace) -> int:
     if args.method == "knn":
         if registry.get(args.divergence).family != "kl":
             raise ValueError(f"--method knn estimates kl only, not {args.divergence!r}")
-        value = knn_kl(p, q, k=args.k, adaptive=args.adaptive)
-        variant = "adaptive " if args.adaptive else ""
-        print(f"kl (kNN, {variant}k={args.k}): {value:.4f} nats (no interval for kNN)")
-        result = {"method": "knn", "divergence": "kl", "value": value, "k": args.k}
-        result |= {"adaptive": args.adaptive, "n": [len(p), len(q)]}
+        est = knn_estimate(p, q, k=args.k, adaptive=args.adaptive)
+        est = dataclasses.replace(est, reason="method='knn' was requested")
     else:
         est = estimate(
             p,
             q,
             args.divergence,
             args.bound,
+            method=args.method,
+            folds=args.folds,
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
             patience=args.patience,
+            k=args.k,
             seed=args.seed,
             device=args.device,
             progress=True,
         )
-        print(est)
-        n_p, n_q = est.n_test
-        print(f"(test split {n_p} + {n_q} samples; {est.steps} steps, {est.seconds:.1f} s)")
-        result = {"method": "variational", **est.to_dict()}
+    print(est)
+    n_p, n_q = est.n_test
+    print(f"method: {est.method} ({est.reason})")
+    print(f"(held-out {n_p} + {n_q} samples; {est.steps} steps, {est.seconds:.1f} s)")
+    for warning in est.warnings:
+        print(f"fdiv: warning: {warning}", file=sys.stderr)
     if args.json:
-        io.write_json(args.json, result)
+        io.write_json(args.json, est.to_dict())
     return 0
 
 

@@ -58,11 +58,14 @@ def test_variational_estimate_prints_and_writes_json(tmp_path: Path, capsys) -> 
     p, q = save(tmp_path / "p.npy", P), save(tmp_path / "q.csv", Q)
     out_json = tmp_path / "result.json"
     code, out, err = run(capsys, p, q, "--steps", "40", "--seed", "3", "--json", str(out_json))
-    assert code == 0 and err == ""
+    assert code == 0
     assert "kl (dv):" in out and "nats, 95% interval [" in out
+    assert "method: variational (kl in d = 2 > 1: cross-fitted variational DV" in out
     result = json.loads(out_json.read_text())
     assert result["method"] == "variational" and result["bound"] == "dv"
-    assert result["n_test"] == [80, 60] and result["steps"] == 40
+    assert result["n_test"] == [400, 300] and result["steps"] == 40  # every row held out once
+    assert result["folds"] == 3 and result["reason"] in out
+    assert err == "".join(f"fdiv: warning: {w}\n" for w in result["warnings"])
     low, high = result["ci95"]
     assert low < result["value"] < high
     assert f"{result['value']:.4f}" in out
@@ -79,10 +82,31 @@ def test_knn_method(tmp_path: Path, capsys) -> None:
     p, q = save(tmp_path / "p.npy", P), save(tmp_path / "q.npy", Q)
     out_json = tmp_path / "knn.json"
     code, out, _ = run(capsys, p, q, "--method", "knn", "--k", "4", "--json", str(out_json))
-    assert code == 0 and "kNN, k=4" in out
+    assert (
+        code == 0 and "kl (knn(k=4)):" in out and "method: knn (method='knn' was requested)" in out
+    )
     result = json.loads(out_json.read_text())
     assert result["method"] == "knn" and math.isfinite(result["value"])
-    assert result["n"] == [400, 300]
+    assert result["n_test"] == [400, 300]
+    low, high = result["ci95"]
+    assert low < result["value"] < high
+
+
+def test_warnings_go_to_stderr_and_json(tmp_path: Path, capsys) -> None:
+    far = save(tmp_path / "far.npy", P[:, :1] + 100.0)  # 1-D, 100 standard deviations apart
+    p, out_json = save(tmp_path / "p.npy", P[:, :1]), tmp_path / "far.json"
+    code, out, err = run(capsys, p, far, "--json", str(out_json))
+    result = json.loads(out_json.read_text())
+    assert code == 0 and "method: knn (kl in d = 1 <= 1" in out
+    assert "fdiv: warning: P and Q barely overlap" in err
+    assert any("barely overlap" in w for w in result["warnings"])
+
+
+def test_same_file_as_p_and_q_gives_an_interval_with_zero(tmp_path: Path, capsys) -> None:
+    p, out_json = save(tmp_path / "p.npy", P), tmp_path / "same.json"
+    code, _, _ = run(capsys, p, p, "--steps", "200", "--json", str(out_json))
+    low, high = json.loads(out_json.read_text())["ci95"]
+    assert code == 0 and low <= 0.0 <= high
 
 
 def _nan_p() -> np.ndarray:
@@ -134,3 +158,14 @@ def test_help_renders(capsys) -> None:
             main(argv)
         assert exit_info.value.code == 0
         assert "estimate" in capsys.readouterr().out
+
+
+def test_same_one_dimensional_file_avoids_knn_and_holds_zero(tmp_path: Path, capsys) -> None:
+    """In 1-D auto would pick kNN, whose zero distances between repeated rows make it certain
+    of a wrong value; repeated rows send auto to the cross-fitted variational estimate."""
+    p, out_json = save(tmp_path / "p1.npy", P[:, :1]), tmp_path / "same1.json"
+    code, out, _ = run(capsys, p, p, "--steps", "200", "--json", str(out_json))
+    result = json.loads(out_json.read_text())
+    low, high = result["ci95"]
+    assert code == 0 and result["method"] == "variational" and "repeated" in result["reason"]
+    assert low <= 0.0 <= high

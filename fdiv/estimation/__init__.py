@@ -2,6 +2,6 @@
 
 from fdiv.estimation.critics import MLPCritic
 from fdiv.estimation.estimate import Estimate, estimate
-from fdiv.estimation.knn import knn_kl
+from fdiv.estimation.knn import knn_estimate, knn_kl
 
-__all__ = ["Estimate", "MLPCritic", "estimate", "knn_kl"]
+__all__ = ["Estimate", "MLPCritic", "estimate", "knn_estimate", "knn_kl"]

@@ -16,20 +16,35 @@ rho^d) and q(x_i) ~ e^psi(l_i) / (m V nu^d):
 
 Duplicates: neighbours at distance zero (repeated rows) are skipped, so the k-th neighbour is the
 k-th at a positive distance and no log(0) appears. Result in nats.
+
+The estimate is a mean of per-point terms; :func:`knn_estimate` reports their standard error
+(which ignores the weak dependence between neighbouring points) and warns where kNN cannot be
+trusted: a negative value (impossible for KL), many repeated rows (kNN assumes continuous
+densities). Fewer samples than dimensions is refused: every distance is then about equal and
+the d log(nu / rho) terms are noise times d.
 """
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 from torch import Tensor
 
+from fdiv.estimation.result import Estimate, interval
 from fdiv.io import as_samples
 
-__all__ = ["knn_kl"]
+__all__ = ["REPEATED_SHARE", "SEPARATED_SHARE", "knn_estimate", "knn_kl", "repeated_share"]
+
+#: Share of P's rows repeated in P or present in Q above which kNN gets a warning.
+REPEATED_SHARE = 0.05
+#: Share of P's rows whose k-th Q neighbour is farther than their k-th P neighbour above which
+#: the sets count as separated (about 1/2 for equal distributions).
+SEPARATED_SHARE = 0.99
 
 _QUERY_BUDGET = 4_000_000  # neighbour distances held in memory at once
 _RADIUS_SLACK = 1e-12  # relative: the ball of radius eps must contain the neighbour at eps
@@ -40,8 +55,88 @@ def knn_kl(
 ) -> float:
     """KL(P||Q) in nats from samples ``p`` (n, d) and ``q`` (m, d) by k-nearest neighbours.
 
-    ``adaptive=True`` selects the bias-reduced variant with per-point k_i, l_i.
+    ``adaptive=True`` selects the bias-reduced variant with per-point k_i, l_i. A negative
+    value (impossible for KL) also raises a RuntimeWarning; :func:`knn_estimate` says more.
     """
+    terms, _, _ = _terms(p, q, k, adaptive)
+    value = float(terms.mean())
+    if value < 0:
+        warnings.warn(_negative(value), RuntimeWarning, stacklevel=2)
+    return value
+
+
+def knn_estimate(
+    p: Tensor | np.ndarray, q: Tensor | np.ndarray, k: int = 5, adaptive: bool = False
+) -> Estimate:
+    """:func:`knn_kl` as an :class:`Estimate`: the standard error of the mean of the per-point
+    terms and warnings (negative value, repeated rows). All of P and Q is "test" data."""
+    start = time.perf_counter()
+    terms, repeated, farther = _terms(p, q, k, adaptive)
+    value = float(terms.mean())
+    stderr = float(terms.std(ddof=1) / math.sqrt(len(terms)))
+    found = []
+    if value < 0:
+        found.append(_negative(value))
+    if repeated > REPEATED_SHARE:
+        found.append(
+            f"{repeated:.1%} of P's rows are repeated in P or Q: kNN assumes continuous densities "
+            "and skips zero distances, so its value is unreliable"
+        )
+    n, m = len(terms), len(as_samples(q, "q"))
+    if farther >= SEPARATED_SHARE:
+        found.append(
+            f"P and Q barely overlap (for {farther:.1%} of P's rows the k-th P neighbour is "
+            "nearer than the k-th Q neighbour): the divergence may exceed what "
+            f"{min(n, m)} samples can certify (about log N = {math.log(min(n, m)):.1f} nats) "
+            "and the estimate may be far too low"
+        )
+    return Estimate(
+        value=value,
+        stderr=stderr,
+        ci95=interval(value, stderr),
+        divergence="kl",
+        bound=f"knn{'-adaptive' if adaptive else ''}(k={k})",
+        n_train=(0, 0),
+        n_validation=(0, 0),
+        n_test=(n, m),
+        steps=0,
+        best_step=0,
+        seconds=time.perf_counter() - start,
+        history=(),
+        method="knn",
+        warnings=tuple(found),
+    )
+
+
+def _negative(value: float) -> str:
+    return (
+        f"kNN gave a negative KL ({value:.4g} nats), which is impossible: repeated rows or too "
+        "few samples for the dimension bias it; do not trust the value"
+    )
+
+
+def repeated_share(p: np.ndarray, q: np.ndarray) -> float:
+    """The share of P's rows (N_p, d) repeated in P or present in Q (``q`` of the same width)."""
+    return _repeated(*_same_rows(cKDTree(p), cKDTree(q), p))
+
+
+def _same_rows(tree_x: cKDTree, tree_y: cKDTree, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row x_i: the rows of x equal to it (itself included) and the rows of y equal to
+    it. kNN skips them as neighbours."""
+    same_x = tree_x.query_ball_point(x, r=0.0, return_length=True)
+    return same_x, tree_y.query_ball_point(x, r=0.0, return_length=True)
+
+
+def _repeated(same_x: np.ndarray, same_y: np.ndarray) -> float:
+    return float(np.mean((same_x > 1) | (same_y > 0)))
+
+
+def _terms(
+    p: Tensor | np.ndarray, q: Tensor | np.ndarray, k: int, adaptive: bool
+) -> tuple[np.ndarray, float, float]:
+    """Per-point terms of P's rows (their mean is the estimate), the share of P's rows that
+    are repeated in P or occur in Q, and the share whose k-th Q neighbour is farther than their
+    k-th P neighbour (near 1/2 for similar sets, 1 when the sets do not overlap)."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if k < 1:
@@ -50,23 +145,31 @@ def knn_kl(
     (n, d), m = x.shape, len(y)
     if y.shape[1] != d:
         raise ValueError(f"p and q must have the same dimension, got p: {d} and q: {y.shape[1]}")
+    if min(n, m) <= d:
+        raise ValueError(
+            f"kNN needs more samples than dimensions: p has {n} and q {m} rows in d = {d}; "
+            "use the variational estimate"
+        )
+    # an isotropic power-of-two scale (exact; KL is invariant to it) keeps squared distances
+    # of values near the float64 limit (1e200) from overflowing
+    _, exponent = np.frexp(max(np.abs(x).max(), np.abs(y).max()))
+    x, y = np.ldexp(x, -exponent), np.ldexp(y, -exponent)
     tree_x, tree_y = cKDTree(x), cKDTree(y)
-    # rows of x equal to x_i (itself included) and rows of y equal to x_i: skipped as neighbours
-    same_x = tree_x.query_ball_point(x, r=0.0, return_length=True)
-    same_y = tree_y.query_ball_point(x, r=0.0, return_length=True)
+    same_x, same_y = _same_rows(tree_x, tree_y, x)
     ks = np.full(n, k)
     rho = _kth_positive_distance(tree_x, x, ks, same_x, "p")
     nu = _kth_positive_distance(tree_y, x, ks, same_y, "q")
+    repeated = _repeated(same_x, same_y)
+    farther = float(np.mean(nu > rho))
     offset = math.log(m / (n - 1))
     if not adaptive:
-        return float(d * np.mean(np.log(nu / rho)) + offset)
+        return d * np.log(nu / rho) + offset, repeated, farther
     radius = np.maximum(rho, nu) * (1.0 + _RADIUS_SLACK)
     k_i = np.maximum(tree_x.query_ball_point(x, r=radius, return_length=True) - same_x, k)
     l_i = np.maximum(tree_y.query_ball_point(x, r=radius, return_length=True) - same_y, k)
     rho = _kth_positive_distance(tree_x, x, k_i, same_x, "p")
     nu = _kth_positive_distance(tree_y, x, l_i, same_y, "q")
-    log_ratio = d * np.mean(np.log(nu / rho))
-    return float(log_ratio + np.mean(digamma(k_i) - digamma(l_i)) + offset)
+    return d * np.log(nu / rho) + digamma(k_i) - digamma(l_i) + offset, repeated, farther
 
 
 def _kth_positive_distance(

@@ -13,11 +13,11 @@ from torch import nn
 import fdiv
 from fdiv.divergences.gaussian import Gaussian, ground_truth
 from fdiv.estimation.critics import MLPCritic
-from fdiv.estimation.estimate import MIN_SPLIT, split_indices
+from fdiv.estimation.crossfit import MIN_SPLIT, assign_folds
 
-# Small, fast settings: a few thousand samples, a small critic, a few hundred steps.
+# Small, fast settings: a few thousand samples, a small critic, a few hundred steps, two folds.
 N = 3000
-FAST = {"steps": 600, "batch_size": 256, "eval_every": 25, "patience": 200}
+FAST = {"steps": 600, "batch_size": 256, "eval_every": 25, "patience": 200, "folds": 2}
 
 # The reported value is the bound of a trained critic on the test split: its error is test-split
 # noise (measured by stderr) plus the critic's gap below the optimum (a lower bound is low by the
@@ -75,9 +75,9 @@ def test_js_matches_monte_carlo() -> None:
 
 
 def test_interval_covers_truth_in_most_seeds() -> None:
-    # The 95% interval covers test-split noise only, not the critic's gap, so real coverage is a
-    # little under 95%. With coverage 0.95 the chance of >= 7 of 10 is 0.999; even at 0.85 it is
-    # 0.95; a badly biased estimator (coverage 0.5) passes with chance 0.17 only.
+    # The cross-fitted interval adds the between-fold spread to the test noise. With coverage
+    # 0.95 the chance of >= 7 of 10 is 0.999; even at 0.85 it is 0.95; a badly biased
+    # estimator (coverage 0.5) passes with chance 0.17 only.
     p, q = pair(1)
     truth, _ = ground_truth("kl", p, q)
     covered = 0
@@ -104,35 +104,60 @@ def test_same_seed_is_bitwise_identical_on_cpu() -> None:
     assert other.value != first["value"]
 
 
-def test_splits_are_disjoint_and_cover_everything() -> None:
-    train, val, test = split_indices(1001, (0.2, 0.25), torch.Generator().manual_seed(3))
-    assert (len(train), len(val), len(test)) == (551, 200, 250)
-    joined = torch.cat([train, val, test])
-    assert torch.equal(joined.sort().values, torch.arange(1001))
+def test_each_row_is_tested_once_and_never_trained_on_by_its_critic() -> None:
+    x_p, x_q = (np.random.default_rng(s).normal(size=(1001, 2)) for s in (1, 2))
+    splits = assign_folds(x_p, x_q, 3, 0.25, torch.Generator().manual_seed(3))
+    for side, n in ((0, 1001), (1, 1001)):
+        tests = np.concatenate([pair[side].test for pair in splits])
+        assert np.array_equal(np.sort(tests), np.arange(n))  # every row tested exactly once
+        for pair in splits:
+            split = pair[side]
+            joined = np.concatenate([split.train, split.validation, split.test])
+            assert np.array_equal(np.sort(joined), np.arange(n))  # disjoint, covering
+            share = len(split.validation) / (len(split.train) + len(split.validation))
+            assert abs(share - 0.25) < 0.05  # 4 sigma of a binomial share over ~670 rows
+        assert all(abs(len(pair[side].test) - n / 3) < 80 for pair in splits)
 
 
-def test_nothing_is_trained_or_selected_on_the_test_split() -> None:
-    # estimate draws p's split, then q's, from one generator seeded with ``seed``
+def test_identical_rows_share_a_fold_across_p_and_q() -> None:
+    x = np.random.default_rng(0).normal(size=(500, 2))
+    x_q = np.concatenate([x[::-1], x[:50]])  # the same rows, reordered, some twice
+    for split_p, split_q in assign_folds(x, x_q, 3, 0.2, torch.Generator().manual_seed(1)):
+        rows = {part: {tuple(r) for r in x_q[getattr(split_q, part)]} for part in ("train", "test")}
+        assert {tuple(r) for r in x[split_p.test]} == rows["test"]
+        assert not {tuple(r) for r in x[split_p.train]} & rows["test"]
+
+
+def test_same_samples_as_p_and_q_give_an_interval_with_zero() -> None:
+    x = draw(*pair(3), n=2000)[0]
+    est = fit(x, x.clone())
+    assert est.ci95[0] <= 0.0 <= est.ci95[1], est
+
+
+def test_nothing_is_trained_or_selected_on_a_critics_test_fold() -> None:
     x_p, x_q = draw(*pair(1), n=800)
-    generator = torch.Generator().manual_seed(4)
-    _, _, test_p = split_indices(800, (0.2, 0.2), generator)
+    test_p = assign_folds(x_p.numpy(), x_q.numpy(), 2, 0.2, torch.Generator().manual_seed(4))
     changed = x_p.clone()
-    changed[test_p] += 3.0
+    changed[test_p[0][0].test] += 3.0
     before, after = fit(x_p, x_q, steps=100, seed=4), fit(changed, x_q, steps=100, seed=4)
-    assert before.history == after.history
-    assert before.best_step == after.best_step
+    fold0 = [[row for row in e.history if row[0] == 0] for e in (before, after)]
+    assert fold0[0] == fold0[1] and fold0[0]
     assert before.value != after.value
 
 
 def test_result_fields_and_json() -> None:
     x_p, x_q = draw(*pair(1), n=700)
     est = fit(x_p[:, 0].numpy(), x_q[:500].numpy(), steps=60, eval_every=20)
-    assert est.n_train == (420, 300) and est.n_validation == (140, 100)
-    assert est.n_test == (140, 100)
-    assert est.steps == 60 and [row[0] for row in est.history] == [20, 40, 60]
+    assert est.n_test == (700, 500) and est.folds == 2  # every row is held out once
+    assert [a + b for a, b in zip(est.n_train, est.n_validation, strict=True)] == [700, 500]
+    assert est.steps == 60 and [row[:2] for row in est.history] == [
+        (fold, step) for fold in (0, 1) for step in (20, 40, 60)
+    ]
     assert est.ci95[0] < est.value < est.ci95[1]
+    assert est.method == "variational" and est.reason == "a bound or critic was given"
     assert est.seconds > 0
-    assert json.loads(json.dumps(est.to_dict()))["n_test"] == [140, 100]
+    out = json.loads(json.dumps(est.to_dict()))
+    assert out["n_test"] == [700, 500] and out["warnings"] == list(est.warnings)
     assert "nats" in str(est)
 
 
@@ -169,8 +194,11 @@ GOOD = np.random.default_rng(0).normal(size=(300, 3))
         ),
         ({"q": _bad(GOOD, 5, 0, np.nan)}, ValueError, r"q has 1 non-finite value \(first at row 5"),
         ({"q": GOOD[:, :2]}, ValueError, "same dimension, got p: 3 and q: 2"),
-        ({"p": GOOD[:60]}, ValueError, f"split into train/validation/test = 36/12/12.*{MIN_SPLIT}"),
-        ({"p": GOOD[:90]}, ValueError, "at least 20"),
+        ({"p": GOOD[:60]}, ValueError, f"fold 1 of 3 into train/validation/test = .*{MIN_SPLIT}"),
+        ({"p": GOOD[:90], "folds": 5}, ValueError, "at least 20"),
+        ({"folds": 1}, ValueError, "folds must be at least 2"),
+        ({"method": "knn", "divergence": "js"}, ValueError, "'knn' estimates kl only"),
+        ({"method": "magic"}, ValueError, "method 'magic' is unknown"),
         ({"p": GOOD.astype(object)}, TypeError, "real numbers"),
         ({"p": GOOD.tolist()}, TypeError, "torch.Tensor or a numpy.ndarray"),
         ({"p": GOOD[None]}, ValueError, r"shape \(N, d\)"),
@@ -181,7 +209,7 @@ GOOD = np.random.default_rng(0).normal(size=(300, 3))
         ({"steps": 0}, ValueError, "steps must be positive"),
         ({"steps": -3}, ValueError, "steps must be positive"),
         ({"steps": 1.5}, TypeError, "steps must be an integer"),
-        ({"holdout": (0.5, 0.5)}, ValueError, "holdout"),
+        ({"validation": 1.5}, ValueError, "validation must be a fraction"),
         ({"lr": 0.0}, ValueError, "lr must be"),
         ({"critic": nn.Linear(3, 2)}, ValueError, r"critic must map \(B, d\)"),
         ({"critic": lambda x: x.sum(1)}, TypeError, "critic must be a torch.nn.Module"),

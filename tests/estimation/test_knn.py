@@ -86,7 +86,7 @@ def test_matches_a_direct_computation_with_brute_force_distances() -> None:
         (np.ones((50, 2)), np.ones((50, 3)), {}, ValueError, "same dimension"),
         (np.eye(6), np.eye(6), {"k": 0}, ValueError, "k must be positive"),
         (np.eye(6), np.eye(6), {"k": True}, TypeError, "k must be an integer"),
-        (np.eye(6), np.eye(6), {"k": 6}, ValueError, "too few distinct samples"),
+        (np.eye(6)[:, :3], np.eye(6)[:, :3], {"k": 6}, ValueError, "too few distinct samples"),
         ([[1.0]], np.eye(6), {}, TypeError, "numpy.ndarray"),
     ],
 )

@@ -1,0 +1,276 @@
+"""Cross-fitted critics: K critics, each reported only on rows it neither trained on nor was
+selected on, combined into one value and an interval that includes the spread between folds.
+
+Folds are assigned per distinct row, not per position: a row that occurs several times, in P,
+in Q or in both, lands in one fold, so a test row of one side is never a training row of the
+other (the same file given as P and Q cannot leak). Within the K - 1 folds a critic may use, a
+``validation`` fraction of the distinct rows (drawn once) selects its training step; the rest
+trains it. All values in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from fdiv.divergences.registry import FDivergence, get
+from fdiv.losses import dv_bound, smile_bound, variational_bound
+
+__all__ = [
+    "MIN_SPLIT",
+    "FoldResult",
+    "Split",
+    "assign_folds",
+    "combine",
+    "fit_fold",
+    "fold_tensors",
+    "moments",
+]
+
+MIN_SPLIT = 20
+_EVAL_CHUNK = 65536
+#: A trained critic whose validation objective falls this far (nats) below the constant critic
+#: v = 0 has failed (diverged): the constant critic is what an untrained one is close to.
+FAIL_MARGIN = 0.1
+
+BoundFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of one side for one fold: train, validation and test."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def assign_folds(
+    x_p: np.ndarray, x_q: np.ndarray, folds: int, validation: float, generator: torch.Generator
+) -> list[tuple[Split, Split]]:
+    """(P split, Q split) per fold; identical rows (within or across P and Q) share a fold and
+    a validation flag. Raises ValueError when a split of a side has fewer than MIN_SPLIT rows."""
+    both = np.ascontiguousarray(np.concatenate([x_p, x_q]))
+    keys = both.view(np.dtype((np.void, both.dtype.itemsize * both.shape[1]))).ravel()
+    _, first, row_id = np.unique(keys, return_index=True, return_inverse=True)
+    # a row's draws are those of its first occurrence: by position, not by value
+    owner = first[row_id.ravel()]
+    rank = torch.randperm(len(both), generator=generator).numpy()
+    u = torch.rand(len(both), generator=generator, dtype=torch.float64).numpy()
+    fold, is_val = rank[owner] % folds, u[owner] < validation
+    n_p = len(x_p)
+    out = []
+    for k in range(folds):
+        pair = []
+        for name, rows in (("p", slice(0, n_p)), ("q", slice(n_p, None))):
+            f, v = fold[rows], is_val[rows]
+            split = Split(
+                np.flatnonzero((f != k) & ~v), np.flatnonzero((f != k) & v), np.flatnonzero(f == k)
+            )
+            _check_split(name, k, folds, split)
+            pair.append(split)
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def _check_split(name: str, fold: int, folds: int, split: Split) -> None:
+    sizes = [len(split.train), len(split.validation), len(split.test)]
+    if min(sizes) < MIN_SPLIT:
+        raise ValueError(
+            f"{name} has {sum(sizes)} sample{'s' if sum(sizes) != 1 else ''}, split for fold "
+            f"{fold + 1} of {folds} into "
+            f"train/validation/test = {'/'.join(map(str, sizes))}; every split needs at least "
+            f"{MIN_SPLIT} (give more samples or fewer folds)"
+        )
+
+
+def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate mean and standard deviation (1 where constant), computed on x scaled by
+    its largest magnitude so that values near the float64 limit (1e200) do not overflow."""
+    scale = np.abs(x).max(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    y = x / scale
+    std = y.std(axis=0) * scale
+    return y.mean(axis=0) * scale, np.where(std > 0, std, 1.0)
+
+
+def fold_tensors(
+    x_p: np.ndarray,
+    x_q: np.ndarray,
+    split_p: Split,
+    split_q: Split,
+    dev: torch.device,
+    dtype: torch.dtype,
+) -> tuple[tuple[Tensor, Tensor], ...]:
+    """The (P, Q) tensors of train, validation and test, standardised with the moments of the
+    pooled train rows (so nothing about the test rows enters)."""
+    mean, std = moments(np.concatenate([x_p[split_p.train], x_q[split_q.train]]))
+    return tuple(
+        tuple(
+            torch.from_numpy((x[getattr(split, part)] - mean) / std).to(dev, dtype)
+            for x, split in ((x_p, split_p), (x_q, split_q))
+        )
+        for part in ("train", "validation", "test")
+    )
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One critic's held-out result: its bound on the test rows with the delta-method variance,
+    its selected validation value with variance (in the reported bound), the raw test outputs."""
+
+    value: float
+    variance: float
+    validation: float
+    validation_variance: float
+    v_p: Tensor
+    v_q: Tensor
+    history: list[tuple[float, ...]]
+    best_step: int
+    steps: int
+    diverged_at: int | None
+
+
+def critic_outputs(net: nn.Module, x: Tensor) -> Tensor:
+    """The critic's raw outputs (B,), evaluated in chunks without gradients."""
+    with torch.no_grad():
+        return torch.cat([_outputs(net, chunk) for chunk in x.split(_EVAL_CHUNK)])
+
+
+def _outputs(net: nn.Module, x: Tensor) -> Tensor:
+    v = net(x)
+    if v.dim() == 2 and v.shape[1] == 1:
+        v = v.squeeze(1)
+    if v.shape != (x.shape[0],):
+        raise ValueError(f"the critic must map (B, d) to (B,) or (B, 1), got {tuple(v.shape)}")
+    return v
+
+
+def training_objective(div: FDivergence) -> BoundFn:
+    """What the critic maximises and is selected on: for kl the logistic (``gan``) bound, whose
+    optimal critic is v* = log p/q and which is bounded above per sample (unlike DV, NWJ or
+    SMILE on a finite sample); otherwise the divergence's own f-dual bound."""
+    target = get("gan") if div.family == "kl" else div
+    return lambda v_p, v_q: variational_bound(v_p, v_q, target)
+
+
+def reported_bound(
+    v_p: Tensor, v_q: Tensor, bound: str, div: FDivergence, clip: float
+) -> tuple[float, float]:
+    """The reported bound from critic outputs (float64) and its delta-method variance (nats^2).
+
+    For kl the critic estimates log p/q (logistic training); ``fdual`` (NWJ) evaluates its
+    optimal critic log p/q + 1 from it.
+    """
+    v_p, v_q = v_p.double(), v_q.double()
+    n_p, n_q = len(v_p), len(v_q)
+    if bound == "fdual":
+        if div.family == "kl":
+            v_p, v_q = div.optimal_critic(v_p), div.optimal_critic(v_q)
+        value = variational_bound(v_p, v_q, div)
+        var = div.activation(v_p).var() / n_p + div.conjugate_activation(v_q).var() / n_q
+        return float(value), float(var)
+    value = dv_bound(v_p, v_q) if bound == "dv" else smile_bound(v_p, v_q, clip)
+    w = v_q.clamp(-clip, clip) if bound == "smile" else v_q
+    e = torch.exp(w - w.max())  # Var(e^w) / mean(e^w)^2 is invariant to the shift
+    var = v_p.var() / n_p + e.var() / (n_q * e.mean() ** 2)
+    return float(value), float(var)
+
+
+def fit_fold(
+    net: nn.Module,
+    data: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor]],
+    fold: int,
+    div: FDivergence,
+    bound: str,
+    clip: float,
+    generator: torch.Generator,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    eval_every: int,
+    patience: int,
+    bar: tqdm,
+) -> FoldResult:
+    """Train ``net`` (Adam, early stopping on the validation objective), keep its best state
+    and report it on the test rows. ``data`` holds the (P, Q) tensors of train, validation, test.
+    """
+    (train_p, train_q), validation, (test_p, test_q) = data
+    objective = training_objective(div)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
+    history: list[tuple[float, ...]] = []
+    best_value, best_step, best_state = -math.inf, 0, _snapshot(net)
+    running, count, step, diverged_at = 0.0, 0, 0, None
+    for step in range(1, steps + 1):
+        net.train()
+        i_p = torch.randint(len(train_p), (b_p,), generator=generator).to(train_p.device)
+        i_q = torch.randint(len(train_q), (b_q,), generator=generator).to(train_q.device)
+        v = _outputs(net, torch.cat([train_p[i_p], train_q[i_q]]))
+        value = objective(v[:b_p], v[b_p:])
+        optimiser.zero_grad(set_to_none=True)
+        (-value).backward()
+        optimiser.step()
+        running, count = running + float(value.detach()), count + 1
+        if step % eval_every and step != steps:
+            continue
+        net.eval()
+        val = float(objective(*(critic_outputs(net, x) for x in validation)))
+        history.append((fold, step, running / count, val))
+        running, count = 0.0, 0
+        if not math.isfinite(val):
+            diverged_at = step
+            break
+        if val > best_value:
+            best_value, best_step, best_state = val, step, _snapshot(net)
+        bar.update(1)
+        if step - best_step >= patience:
+            break
+    if best_step == 0:
+        raise ValueError(
+            f"training diverged: the validation objective was not finite at step {diverged_at} "
+            f"and no finite critic was found (lr={lr} may be too large)"
+        )
+    zero = torch.zeros(1, dtype=torch.float64)
+    floor = float(objective(zero, zero)) - FAIL_MARGIN
+    if best_value < floor:
+        raise ValueError(
+            f"training failed in fold {fold + 1}: the best validation objective "
+            f"({best_value:.4g} nats) is below a constant critic's ({floor + FAIL_MARGIN:.4g}); "
+            f"lr={lr} may be too large"
+        )
+    net.load_state_dict(best_state)
+    net.eval()
+    v_p, v_q = critic_outputs(net, test_p), critic_outputs(net, test_q)
+    value, variance = reported_bound(v_p, v_q, bound, div, clip)
+    val_value, val_var = reported_bound(
+        *(critic_outputs(net, x) for x in validation), bound, div, clip
+    )
+    return FoldResult(
+        value, variance, val_value, val_var, v_p, v_q, history, best_step, step, diverged_at
+    )
+
+
+def _snapshot(net: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def combine(results: list[FoldResult]) -> tuple[float, float]:
+    """(value, stderr) over folds: the test-size-weighted mean of the fold bounds; its variance
+    is the pooled delta-method variance plus the between-fold variance of the mean (which also
+    carries how much the trained critics differ, not only test noise)."""
+    sizes = np.array([len(r.v_p) + len(r.v_q) for r in results], dtype=np.float64)
+    w = sizes / sizes.sum()
+    values = np.array([r.value for r in results])
+    value = float(w @ values)
+    within = float(np.square(w) @ np.array([r.variance for r in results]))
+    k = len(results)
+    between = float(np.sum(w * np.square(values - value)) * k / (k - 1) / k) if k > 1 else 0.0
+    return value, math.sqrt(within + between)

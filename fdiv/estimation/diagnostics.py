@@ -1,0 +1,97 @@
+"""Warnings for estimates that cannot be trusted, each from a check a reader can repeat.
+
+Every function returns the warning's text, or None when its check passes. Thresholds are
+named constants with the reason next to them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from fdiv.divergences.registry import FDivergence
+
+__all__ = [
+    "partition_ess",
+    "separation",
+    "smile_clip_active",
+    "test_disagrees",
+    "unbounded_selection",
+]
+
+#: Held-out balanced accuracy above which P and Q count as separated: with the classifier right
+#: on 99% of rows the critic's log-ratio is pinned only where the classes still overlap, and a
+#: bound from N samples cannot exceed about log N nats.
+SEPARATED_ACCURACY = 0.99
+#: Effective sample size of exp(v) over Q below which the partition term log E_Q[exp v] rests
+#: on too few samples for its delta-method variance to mean much.
+MIN_PARTITION_ESS = 100.0
+#: Standardised gap |validation - test| beyond which a fold's two held-out values disagree (a
+#: 4-sigma gap has probability 6e-5 under noise alone; selection bias adds a little).
+DISAGREE_Z = 4.0
+#: Share of P's critic outputs above SMILE's clip beyond which SMILE's value is not a bound.
+SMILE_CLIP_SHARE = 0.01
+
+
+def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
+    """Balanced accuracy of the rule v > 0 (the logistic critic's log p/q) on held-out rows."""
+    accuracy = 0.5 * (float((v_p > 0).double().mean()) + float((v_q <= 0).double().mean()))
+    if accuracy < SEPARATED_ACCURACY:
+        return None
+    return (
+        f"the critic separates P and Q almost perfectly on held-out data (balanced accuracy "
+        f"{accuracy:.2%}): the divergence may exceed what {n} samples can certify (about "
+        f"log N = {math.log(n):.1f} nats) and the estimate may be far too low"
+    )
+
+
+def partition_ess(v_q: Tensor) -> str | None:
+    """Effective sample size (sum w)^2 / sum w^2 of w = exp(v) on Q's held-out rows."""
+    w = torch.exp(v_q.double() - v_q.double().max())
+    ess = float(w.sum() ** 2 / (w * w).sum())
+    if ess >= MIN_PARTITION_ESS:
+        return None
+    return (
+        f"the partition term E_Q[exp v] is dominated by a few samples (effective sample size "
+        f"{ess:.1f} of {len(v_q)}): its value and interval are unreliable"
+    )
+
+
+def test_disagrees(
+    fold: int, validation: float, validation_var: float, test: float, test_var: float
+) -> str | None:
+    """A fold whose selected validation value and test value differ by more than DISAGREE_Z
+    combined standard errors."""
+    se = math.sqrt(validation_var + test_var)
+    if not (abs(validation - test) > DISAGREE_Z * se):
+        return None
+    return (
+        f"fold {fold + 1}: validation ({validation:.4g} nats) and test ({test:.4g} nats) disagree "
+        f"by more than {DISAGREE_Z:g} standard errors ({se:.2g}): the critic is unstable"
+    )
+
+
+def unbounded_selection(div: FDivergence) -> str | None:
+    """The critic is selected on the divergence's own f-dual bound (non-kl), whose sample value
+    has no finite upper limit when the divergence's range is unbounded."""
+    if div.family == "kl" or math.isfinite(div.value_range[1]):
+        return None
+    return (
+        f"the critic is selected on the {div.name} bound, which is unbounded above on a finite "
+        "validation sample: a critic that is large where only P has samples can look best; "
+        "check that the validation and test values agree"
+    )
+
+
+def smile_clip_active(v_p: Tensor, clip: float) -> str | None:
+    """SMILE clips only the partition term: with many P outputs above the clip E_P[v] keeps
+    growing with the critic while the partition term stays put, so the value is no bound."""
+    share = float((v_p > clip).double().mean())
+    if share <= SMILE_CLIP_SHARE:
+        return None
+    return (
+        f"SMILE's clip ({clip:g}) is exceeded by {share:.1%} of P's critic outputs: the value is "
+        "not a lower bound and grows without limit with the critic; use 'dv' or a larger clip"
+    )

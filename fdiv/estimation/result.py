@@ -1,0 +1,64 @@
+"""The single result type of every divergence estimator (variational, kNN, telescoping)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Z95", "Estimate", "interval"]
+
+Z95 = 1.959963984540054
+
+
+def interval(value: float, stderr: float) -> tuple[float, float]:
+    """The normal 95% interval value +- 1.96 stderr (nats)."""
+    return (value - Z95 * stderr, value + Z95 * stderr)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A divergence estimate in nats with its standard error and 95% interval.
+
+    Sample counts are (N_p, N_q) per split, summed over the cross-fitting folds (each row is in
+    exactly one fold's test split). ``history`` holds (fold, step, mean train-minibatch objective
+    since the previous evaluation, validation criterion); ``best_step`` is the latest step whose
+    critic was kept (over folds); ``steps`` the most steps a fold trained. ``method`` names what
+    ran ("variational", "knn", "telescoping"), ``reason`` why (for ``method="auto"``) and
+    ``warnings`` what may make the value untrustworthy (empty when nothing was detected).
+    """
+
+    value: float
+    stderr: float
+    ci95: tuple[float, float]
+    divergence: str
+    bound: str
+    n_train: tuple[int, int]
+    n_validation: tuple[int, int]
+    n_test: tuple[int, int]
+    steps: int
+    best_step: int
+    seconds: float
+    history: tuple[tuple[float, ...], ...]
+    method: str = "variational"
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+    folds: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types, ready for ``json.dump`` (non-finite floats become strings)."""
+        out = asdict(self)
+        out["history"] = [list(row) for row in self.history]
+        for key in ("ci95", "n_train", "n_validation", "n_test", "warnings"):
+            out[key] = list(out[key])
+        for key in ("value", "stderr"):
+            if not math.isfinite(out[key]):
+                out[key] = str(out[key])
+        return out
+
+    def __str__(self) -> str:
+        low, high = self.ci95
+        return (
+            f"{self.divergence} ({self.bound}): {self.value:.4f} +- {self.stderr:.4f} nats, "
+            f"95% interval [{low:.4f}, {high:.4f}]"
+        )

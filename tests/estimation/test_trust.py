@@ -1,0 +1,192 @@
+"""No silent failures: every warning and refusal of the estimators on a constructed case, the
+cross-fit combination, overflow-safe moments and the method="auto" rule."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import fdiv
+from fdiv.divergences.registry import get
+from fdiv.estimation import diagnostics, knn_estimate
+from fdiv.estimation.auto import KNN_MAX_DIM, LARGE_KL, choose_method
+from fdiv.estimation.critics import MLPCritic
+from fdiv.estimation.crossfit import FoldResult, combine, moments
+
+FAST = {"steps": 300, "batch_size": 256, "eval_every": 25, "patience": 100, "folds": 2}
+
+
+def shifted(n: int, d: int, shift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """N(0, I_d) and N(shift e_1, I_d): KL = shift^2 / 2 nats."""
+    rng = np.random.default_rng(seed)
+    x_q = rng.normal(size=(n, d))
+    x_q[:, 0] += shift
+    return rng.normal(size=(n, d)), x_q
+
+
+def fit(x_p: np.ndarray, x_q: np.ndarray, **options: object) -> fdiv.Estimate:
+    """The variational estimate with FAST settings and a small critic from a fixed seed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        critic = MLPCritic(x_p.shape[1], hidden=(32, 32))
+    return fdiv.estimate(x_p, x_q, **{**FAST, "critic": critic, **options})
+
+
+def has(est: fdiv.Estimate, text: str) -> bool:
+    return any(text in w for w in est.warnings)
+
+
+# ---- each warning's check, on constructed critic outputs --------------------------------------
+
+
+def test_separation_check() -> None:
+    far, overlap = torch.full((500,), 8.0), torch.randn(500)
+    assert "separates P and Q" in diagnostics.separation(far, -far, 500)
+    assert "log N = 6.2 nats" in diagnostics.separation(far, -far, 500)
+    assert diagnostics.separation(overlap, overlap.flip(0), 500) is None
+
+
+def test_partition_ess_check() -> None:
+    v_q = torch.zeros(1000)
+    assert diagnostics.partition_ess(v_q) is None  # ESS = 1000
+    v_q[:3] = 30.0  # three samples carry e^30 each: ESS = 3
+    assert "effective sample size 3.0 of 1000" in diagnostics.partition_ess(v_q)
+
+
+def test_validation_test_disagreement_check() -> None:
+    assert "fold 2: validation (1 nats) and test (1.5 nats)" in diagnostics.test_disagrees(
+        1, 1.0, 0.005, 1.5, 0.005
+    )  # 0.5 apart, combined se 0.1: 5 sigma
+    assert diagnostics.test_disagrees(0, 1.0, 0.005, 1.3, 0.005) is None  # 3 sigma
+
+
+def test_unbounded_selection_check() -> None:
+    assert "unbounded above" in diagnostics.unbounded_selection(get("pearson"))
+    assert diagnostics.unbounded_selection(get("js")) is None  # range [0, log 2]
+    assert diagnostics.unbounded_selection(get("kl")) is None  # selected on the logistic loss
+
+
+def test_smile_clip_check() -> None:
+    assert "exceeded by 50.0%" in diagnostics.smile_clip_active(torch.tensor([1.0, 6.0]), 5.0)
+    assert diagnostics.smile_clip_active(torch.tensor([1.0, 4.0]), 5.0) is None
+
+
+# ---- the same warnings and refusals end to end ------------------------------------------------
+
+
+def test_far_apart_gaussians_warn_with_both_methods() -> None:
+    # N(0, 1) vs N(100, 1): KL = 5000 nats, far beyond what 1000 samples can certify
+    x_p, x_q = shifted(1000, 1, 100.0)
+    knn = fdiv.estimate(x_p, x_q)
+    assert knn.method == "knn" and has(knn, "barely overlap")
+    x_p, x_q = shifted(1000, 2, 100.0)
+    assert has(fit(x_p, x_q), "separates P and Q")
+
+
+def test_pearson_warns_that_its_selection_is_unbounded() -> None:
+    est = fit(*shifted(600, 2, 0.5), divergence="pearson")
+    assert has(est, "unbounded above") and est.bound == "fdual"
+
+
+def test_smile_at_a_large_divergence_warns_instead_of_overshooting_silently() -> None:
+    est = fit(*shifted(2000, 2, 4.0), bound="smile")  # KL 8 nats: many v_p above the clip 5
+    assert has(est, "SMILE's clip (5)")
+
+
+def test_nwj_for_kl_is_evaluated_at_the_logistic_critic() -> None:
+    # the issue's fdual for kl: -145 nats at KL 4.15; now NWJ at log p/q + 1 of the logistic fit
+    est = fit(*shifted(3000, 2, 2.0), bound="fdual")  # KL 2
+    assert abs(est.value - 2.0) <= 0.25 or est.warnings, est
+
+
+def test_diverging_training_is_refused_or_warned_never_tight() -> None:
+    # lr = 10: the default critic's validation objective falls far below a constant critic's
+    with pytest.raises(ValueError, match="training failed in fold 2"):
+        fdiv.estimate(*shifted(1000, 2, 1.0), lr=10.0, **FAST)
+    # the small critic collapses to a near-constant one with a few extreme outputs instead
+    est = fit(*shifted(1000, 2, 1.0), lr=10.0)
+    assert has(est, "dominated by a few samples") and est.ci95[1] - est.ci95[0] > 10.0
+
+
+def test_values_near_the_float64_limit_do_not_collapse_to_zero() -> None:
+    x_p, x_q = shifted(2000, 2, 1.0)  # KL 0.5 nats at any common scale
+    est = fit(x_p * 1e200, x_q * 1e200)
+    assert est.stderr > 0 and est.ci95[0] <= 0.5 <= est.ci95[1] + 0.05, est
+    knn = fdiv.estimate(x_p[:, :1] * 1e200, x_q[:, :1] * 1e200, method="knn")
+    assert abs(knn.value - 0.5) < 5 * knn.stderr + 0.05, knn
+
+
+def test_knn_warns_on_negative_values_and_refuses_fewer_samples_than_dimensions() -> None:
+    x_p, _ = shifted(400, 2, 0.0)
+    repeated = np.repeat(x_p[:40], 10, axis=0)  # 40 distinct rows, each ten times
+    x_q = repeated + 1e-9 * np.random.default_rng(1).normal(size=repeated.shape)  # near copies
+    with pytest.warns(RuntimeWarning, match="negative KL"):
+        value = fdiv.knn_kl(repeated, x_q)
+    est = knn_estimate(repeated, x_q)
+    assert value < 0 and est.value == value
+    assert has(est, "negative KL") and has(est, "100.0% of P's rows are repeated")
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="more samples than dimensions"):
+        fdiv.knn_kl(rng.normal(size=(5, 10_000)), rng.normal(size=(5, 10_000)))
+
+
+def test_knn_estimate_interval_covers_a_closed_form() -> None:
+    # Gaussian unit shift in 1-D: KL 0.5; the interval is the per-point terms' standard error
+    est = knn_estimate(*shifted(4000, 1, 1.0))
+    assert est.method == "knn" and est.n_test == (4000, 4000) and not est.warnings
+    assert 0.005 < est.stderr < 0.05
+    assert abs(est.value - 0.5) <= 4 * est.stderr + 0.02
+
+
+# ---- cross-fit combination and moments --------------------------------------------------------
+
+
+def _fold(value: float, variance: float, n: int) -> FoldResult:
+    zeros = torch.zeros(n)
+    return FoldResult(value, variance, value, variance, zeros, zeros, [], 1, 1, None)
+
+
+def test_combine_adds_the_between_fold_spread() -> None:
+    value, stderr = combine([_fold(1.0, 0.01, 50), _fold(3.0, 0.01, 50)])
+    # weights 1/2: pooled variance 0.25 * 0.02; between folds s^2 / K = 2 / 2
+    assert value == 2.0 and stderr == pytest.approx(math.sqrt(0.005 + 1.0), rel=1e-12)
+    value, stderr = combine([_fold(1.0, 0.01, 30), _fold(1.0, 0.04, 10)])
+    assert value == 1.0 and stderr == pytest.approx(math.sqrt(0.75**2 * 0.01 + 0.25**2 * 0.04))
+
+
+def test_moments_do_not_overflow() -> None:
+    x = np.random.default_rng(0).normal(size=(100, 3))
+    mean, std = moments(x * 1e200)
+    np.testing.assert_allclose(mean / 1e200, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std / 1e200, x.std(axis=0), rtol=1e-12)
+    assert np.array_equal(moments(np.ones((4, 2)))[1], np.ones(2))  # constant columns: 1
+
+
+# ---- method="auto" ----------------------------------------------------------------------------
+
+
+def test_auto_rule() -> None:
+    kl, js = get("kl"), get("js")
+    assert choose_method("auto", js, 1, False)[0] == "variational"
+    assert choose_method("auto", kl, KNN_MAX_DIM, False)[0] == "knn"
+    assert choose_method("auto", kl, KNN_MAX_DIM + 1, False)[0] == "variational"
+    assert choose_method("auto", kl, 1, True)[0] == "variational"  # a bound or critic given
+    method, reason = choose_method("knn", kl, 20, False)
+    assert method == "knn" and "requested" in reason
+
+
+def test_large_pilot_without_telescoping_keeps_the_pilot_and_warns(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "fdiv.estimation.telescoping", None)  # import fails
+    est = fdiv.estimate(*shifted(2000, 2, 4.0), **FAST)  # KL 8 > LARGE_KL
+    assert est.method == "variational" and est.value > LARGE_KL
+    assert "telescoping is not available" in est.reason and has(est, "off by a large factor")
+
+
+def test_large_pilot_switches_to_telescoping() -> None:
+    pytest.importorskip("fdiv.estimation.telescoping")
+    est = fdiv.estimate(*shifted(2000, 2, 4.0), **FAST)
+    assert est.method == "telescoping" and "exceeds" in est.reason
