@@ -476,8 +476,8 @@ def _warnings(
     steps: int,
 ) -> list[str]:
     """What the interval does not cover: the InfoNCE cap, overfitting, a partition term carried
-        by few negatives, training stopped while still improving. ``batch``: pairs per train step (an
-    InfoNCE train value near its own cap log ``batch`` is not compared with the validation one)."""
+    by few negatives, training stopped while still improving. ``batch``: pairs per train step
+    (an InfoNCE train value near its cap log ``batch`` is not compared with the validation one)."""
     found = []
     cap = math.log(n_test)
     if plan.report.kind == "infonce" and value > cap - CAP_MARGIN:
