@@ -13,7 +13,7 @@ Methods, each on N = 10,000 pairs of every task (one seed):
 coordinate) with a 2^14-pair test split, beside the optimal critic's InfoNCE at B = 2^14.
 Nothing is asserted: figures go to ``extra_info["figures"]`` (keys in ``fdiv.bench.results``).
 
-    fdiv bench --suite mi --quick      # the reduced grid (8 tasks, 1,000 steps at most)
+    fdiv bench --suite mi --quick      # the reduced grid (5 tasks x 3 methods, 600 steps)
     fdiv bench --suite mi              # every task x every method (3,000 steps at most)
 """
 
@@ -41,14 +41,11 @@ METHODS = ("auto", "smile", "js", "ksg", "shuffled")
 QUICK_TASKS = (
     "gauss-dense-d1-mi1",
     "gauss-dense-d5-mi5",
-    "gauss-dense-d25-mi1",
     "gauss-sparse-d25-mi1",
     "gauss-d5-mi5-cube",
     "student-t3-d5-rho0.8",
-    "student-t3-d5-rho0",
-    "uniform-additive-d2-a0.1",
 )
-QUICK_METHODS = ("auto", "smile", "ksg", "shuffled")
+QUICK_METHODS = ("auto", "ksg", "shuffled")
 CASES = [
     pytest.param(
         name, m, marks=() if name in QUICK_TASKS and m in QUICK_METHODS else pytest.mark.full
@@ -101,7 +98,7 @@ def test_mi_accuracy(
 ) -> None:
     task = mi_tasks.get_mi_task(task_name)
     x, y = task.sample(N, np.random.default_rng(0))
-    steps = 1000 if quick else 3000
+    steps = 600 if quick else 3000
     truth = f_mutual_information(task, "js") if method == "js" else task.mi()[0]
     start = time.perf_counter()
     row: dict[str, Any] = {"stderr": None, "ci95": None, "steps": None, "warnings": []}
@@ -146,7 +143,7 @@ def test_infonce_10_nats(benchmark: Any, figures: Callable[..., None], quick: bo
         est = benchmark.pedantic(
             mutual_information,
             (x, y, "infonce"),
-            {"steps": 1500 if quick else 4000, "holdout": (0.2, 0.2)},
+            {"steps": 1000 if quick else 4000, "holdout": (0.2, 0.2)},
             rounds=1,
             iterations=1,
         )
