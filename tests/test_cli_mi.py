@@ -34,7 +34,7 @@ def test_mi_prints_and_writes_json(tmp_path: Path, capsys) -> None:
     assert out.startswith("mi (infonce): ")
     result = json.loads(out_json.read_text())
     assert result["method"] == "variational" and result["bound"] == "infonce"
-    # measured 0.475 (stderr 0.03; InfoNCE is a lower bound): within 0.1 nats of the truth
+    # measured 0.498 (stderr 0.038; InfoNCE is a lower bound): within 0.1 nats of the truth
     assert abs(result["value"] - TRUTH) < 0.1
     assert result["n_test"] == [400, 400] and isinstance(result["warnings"], list)
     code, out, _ = run(capsys, *argv, "--bound", "js")
