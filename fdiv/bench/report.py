@@ -395,6 +395,7 @@ def render(results: Sequence[Results], out_dir: Path, readme: Path | None = None
                 out_dir / f"REPORT-{s.suite}-{s.results.machine.id}.png", s.entries, _where(s)
             )
             for i, s in enumerate(secs)
+            if s.suite in draw  # the MI suite has no plot
         }
     report = out_dir / "REPORT.md"
     write_text(report, report_markdown(secs, plot_paths))
