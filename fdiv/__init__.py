@@ -5,9 +5,10 @@ All divergences and bounds are in nats.
 
 from fdiv import divergences, estimation
 from fdiv.divergences.registry import FDivergence
-from fdiv.estimation import Estimate, estimate, knn_kl
+from fdiv.estimation import Estimate, estimate, knn_kl, ksg_mi, mutual_information
 from fdiv.losses import (
     FDivergenceLoss,
+    all_pairs_bound,
     critic_loss,
     dv_bound,
     generator_loss,
@@ -23,6 +24,7 @@ __all__ = [
     "FDivergence",
     "FDivergenceLoss",
     "__version__",
+    "all_pairs_bound",
     "critic_loss",
     "divergences",
     "dv_bound",
@@ -31,6 +33,8 @@ __all__ = [
     "generator_loss",
     "gradient_penalty",
     "knn_kl",
+    "ksg_mi",
+    "mutual_information",
     "smile_bound",
     "variational_bound",
 ]

@@ -2,7 +2,10 @@
 
 Inputs are a critic's raw outputs v (shape (N,) or (N, 1)) on samples of P (the data) and Q
 (the model). Every function checks its input, picks a backend (see ``fdiv.kernels.dispatch``)
-and returns values in nats.
+and returns values in nats. ``all_pairs_bound(f_x, g_y, bound, clip=, backend=)`` (from
+``fdiv.kernels.all_pairs``, which checks its input) takes the features of a separable critic
+T(x, y) = <f(x), g(y)> instead: the InfoNCE / NWJ / DV / SMILE / f-divergence bound of mutual
+information over all B^2 pairs of a batch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 from torch import Tensor, nn
 
 from fdiv.divergences.registry import FDivergence, get
+from fdiv.kernels.all_pairs import all_pairs_bound
 from fdiv.kernels.dispatch import implementation, resolve_backend
 from fdiv.kernels.reference import GENERATOR_MODES, PENALTIES, REDUCTIONS, check_choice
 
@@ -20,6 +24,7 @@ __all__ = [
     "PENALTIES",
     "REDUCTIONS",
     "FDivergenceLoss",
+    "all_pairs_bound",
     "critic_loss",
     "dv_bound",
     "generator_loss",

@@ -164,7 +164,7 @@ def test_same_one_dimensional_file_avoids_knn_and_holds_zero(tmp_path: Path, cap
     """In 1-D auto would pick kNN, whose zero distances between repeated rows make it certain
     of a wrong value; repeated rows send auto to the cross-fitted variational estimate."""
     p, out_json = save(tmp_path / "p1.npy", P[:, :1]), tmp_path / "same1.json"
-    code, out, _ = run(capsys, p, p, "--steps", "200", "--json", str(out_json))
+    code, _, _ = run(capsys, p, p, "--steps", "200", "--json", str(out_json))
     result = json.loads(out_json.read_text())
     low, high = result["ci95"]
     assert code == 0 and result["method"] == "variational" and "repeated" in result["reason"]

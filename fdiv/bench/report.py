@@ -357,6 +357,48 @@ def _gan_section(section: Section, plot: Path | None) -> list[str]:
     return lines
 
 
+def _mi_section(section: Section, plot: Path | None) -> list[str]:
+    """Per MI task: the truth and each method's estimate (seconds); solved = |log(est/truth)|
+    < log 1.5; then the all-pairs InfoNCE rows beside the optimal critic's value."""
+    grid = [e.figures for e in section.entries if "optimal_infonce" not in e.figures]
+    methods = list(dict.fromkeys(str(f["method"]) for f in grid))
+    cells = {(f["task"], f["method"]): f for f in grid}
+    tasks = list(dict.fromkeys(str(f["task"]) for f in grid))
+    lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
+    lines += ["Cells: estimate in nats (seconds); * marks |log(estimate/truth)| >= log 1.5.", ""]
+    rows = []
+    for task in tasks:
+        truths = {cells[task, m]["truth"] for m in methods if (task, m) in cells}
+        present = [m for m in methods if (task, m) in cells]
+        mi_truth = cells[task, next((m for m in present if m != "js"), present[0])]["truth"]
+        row = [task, f"{mi_truth:.3f}"]
+        for method in methods:
+            f = cells.get((task, method))
+            if f is None:
+                row.append("-")
+                continue
+            missed = not f["estimate"] > 0 or abs(math.log(f["estimate"] / f["truth"])) >= math.log(
+                1.5
+            )
+            truth_note = f" [truth {f['truth']:.3f}]" if len(truths) > 1 and method == "js" else ""
+            row.append(
+                f"{f['estimate']:.3f}{'*' if missed else ''} ({f['seconds']:.0f} s){truth_note}"
+            )
+        rows.append(row)
+    lines += _table(["task", "true MI", *methods], rows)
+    for e in section.entries:
+        f = e.figures
+        if "optimal_infonce" in f:
+            lines += [
+                "",
+                f"{f['task']} (truth {f['truth']:g} nats), {f['method']}: {f['estimate']:.3f} "
+                f"+- {f['stderr']:.3f} nats; optimal critic at B = {f['n_test']}: "
+                f"{f['optimal_infonce']:.3f} +- {f['optimal_infonce_stderr']:.3f}; cap log B = "
+                f"{f['cap']:.3f}; {f['seconds']:.0f} s",
+            ]
+    return lines
+
+
 def report_markdown(secs: Sequence[Section], plot_paths: dict[int, Path | None]) -> str:
     """REPORT.md for these sections; ``plot_paths`` maps a section's index to its PNG."""
     by_suite: dict[str, list[tuple[int, Section]]] = defaultdict(list)
@@ -379,9 +421,11 @@ def report_markdown(secs: Sequence[Section], plot_paths: dict[int, Path | None])
         "fused kernel's traffic (8 N x itemsize bytes) over the median, where a copy baseline ran.",
     ]
     kinds = {"kernels": _kernel_section, "accuracy": _accuracy_section, "gan": _gan_section}
+    kinds["mi"] = _mi_section
     titles = {
         "accuracy": "Estimator accuracy (task library or Gaussian ground truth)",
         "gan": "GAN mode coverage (PacGAN protocol)",
+        "mi": "Mutual information accuracy (MI task library)",
     }
     for suite, render_section in kinds.items():
         if suite in titles:
@@ -468,6 +512,7 @@ def render(results: Sequence[Results], out_dir: Path, readme: Path | None = None
                 out_dir / f"REPORT-{s.suite}-{s.results.machine.id}.png", s.entries, _where(s)
             )
             for i, s in enumerate(secs)
+            if s.suite in draw  # the MI suite has no plot
         }
     report = out_dir / "REPORT.md"
     write_text(report, report_markdown(secs, plot_paths))

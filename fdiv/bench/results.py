@@ -12,6 +12,8 @@ whose keys depend on the suite:
 - ``gan``: ``data``, ``divergence``, ``seed``, ``modes_captured``, ``modes``, ``high_quality``
   (%), ``reverse_kl`` (nats), ``seconds``; ``error`` (why it stopped) in place of the metrics for a
   run that diverged; optionally ``samples`` ([[x, y], ...], a few hundred generated points).
+- ``mi``: ``task``, ``family``, ``method``, ``truth`` and ``estimate`` (nats), ``seconds``;
+  optionally ``stderr``, ``ci95``, ``steps``, ``warnings``, ``optimal_infonce``, ``cap``.
 
 The JSON that ``bench_accuracy.py`` wrote before the convention (``{"meta", "rows"}``) loads too.
 """
@@ -42,7 +44,7 @@ __all__ = [
     "suite_of",
 ]
 
-SUITES: tuple[str, ...] = ("kernels", "accuracy", "gan")
+SUITES: tuple[str, ...] = ("kernels", "accuracy", "gan", "mi")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ __all__ = [
     "fit_fold",
     "fold_tensors",
     "moments",
+    "snapshot",
 ]
 
 MIN_SPLIT = 20
@@ -207,7 +208,7 @@ def fit_fold(
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
     history: list[tuple[float, ...]] = []
-    best_value, best_step, best_state = -math.inf, 0, _snapshot(net)
+    best_value, best_step, best_state = -math.inf, 0, snapshot(net)
     running, count, step, diverged_at = 0.0, 0, 0, None
     for step in range(1, steps + 1):
         net.train()
@@ -229,7 +230,7 @@ def fit_fold(
             diverged_at = step
             break
         if val > best_value:
-            best_value, best_step, best_state = val, step, _snapshot(net)
+            best_value, best_step, best_state = val, step, snapshot(net)
         bar.update(1)
         if step - best_step >= patience:
             break
@@ -258,7 +259,7 @@ def fit_fold(
     )
 
 
-def _snapshot(net: nn.Module) -> dict[str, Tensor]:
+def snapshot(net: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 

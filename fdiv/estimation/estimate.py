@@ -48,7 +48,15 @@ from fdiv.estimation.result import Estimate, interval
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.progress import progress as progress_bar
 
-__all__ = ["BOUNDS", "METHODS", "MIN_SPLIT", "Estimate", "estimate"]
+__all__ = [
+    "BOUNDS",
+    "METHODS",
+    "MIN_SPLIT",
+    "Estimate",
+    "check_training",
+    "cuda_indices",
+    "estimate",
+]
 
 BOUNDS: tuple[str, ...] = ("auto", "fdual", "dv", "smile")
 METHODS: tuple[str, ...] = ("auto", "variational", "knn", "telescoping")
@@ -145,6 +153,19 @@ def estimate(
     return dataclasses.replace(result, reason=reason, seconds=time.perf_counter() - start)
 
 
+def check_training(**options: float) -> None:
+    """TypeError / ValueError naming the first bad training option: ``lr`` and ``clip`` must be
+    positive finite numbers, every other option a positive integer."""
+    for name, value in options.items():
+        if name in ("lr", "clip"):
+            if not (is_real(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        elif not is_integer(value):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        elif value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
 def _check_options(
     method: str,
     bound: str,
@@ -168,24 +189,12 @@ def _check_options(
         )
     if method in ("knn", "telescoping") and div.family != "kl":
         raise ValueError(f"method {method!r} estimates kl only, not {div.name!r}")
-    for name, value in (
-        ("folds", folds),
-        ("steps", steps),
-        ("batch_size", batch_size),
-        ("eval_every", eval_every),
-        ("patience", patience),
-    ):
-        if not is_integer(value):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+    check_training(folds=folds, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                   patience=patience, lr=lr, clip=clip)  # fmt: skip
     if folds < 2:
         raise ValueError(
             f"folds must be at least 2 (each critic needs rows it never saw), got {folds}"
         )
-    for name, value in (("lr", lr), ("clip", clip)):
-        if not (is_real(value) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if not (is_real(validation) and 0 < validation < 1):
         raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
 
@@ -212,7 +221,7 @@ def _variational(
     evaluations = folds * (training["steps"] // training["eval_every"] + 1)
     bar = progress_bar(evaluations, f"estimate {div.name}", enabled=progress)
     results: list[FoldResult] = []
-    with torch.random.fork_rng(devices=_cuda_indices(dev)):
+    with torch.random.fork_rng(devices=cuda_indices(dev)):
         torch.manual_seed(seed)
         for fold, (split_p, split_q) in enumerate(splits):
             # a user's critic is copied: left untouched, the same start in every fold
@@ -313,7 +322,7 @@ def _large(x_p: np.ndarray, x_q: np.ndarray, seed: int, pilot: Estimate, start: 
         )
 
 
-def _cuda_indices(dev: torch.device) -> list[int]:
+def cuda_indices(dev: torch.device) -> list[int]:
     """The CUDA device whose RNG the critic's initialisation and dropout draw from, if any."""
     if dev.type != "cuda":
         return []

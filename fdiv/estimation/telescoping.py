@@ -34,7 +34,6 @@ degrees of freedom. Values in nats.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -53,7 +52,6 @@ from fdiv.progress import progress as progress_bar
 __all__ = [
     "DEFAULT_LINKS",
     "TelescopingCritic",
-    "make_estimate",
     "telescoping_kl",
     "waymark_coefficients",
 ]
@@ -174,7 +172,7 @@ def telescoping_kl(
         warnings.append(
             f"the estimate {value:.3g} nats is negative: the link critics did not learn the ratio"
         )
-    return make_estimate(
+    return Estimate(
         value=value,
         stderr=stderr,
         ci95=ci95,
@@ -191,12 +189,6 @@ def telescoping_kl(
         method="telescoping",
         reason=f"telescoping over {len(a) - 1} waymark links, {folds}-fold cross-fitting",
     )
-
-
-def make_estimate(**fields: Any) -> Estimate:
-    """An :class:`Estimate` from ``fields``, dropping those this version of the type lacks."""
-    known = {f.name for f in dataclasses.fields(Estimate)}
-    return Estimate(**{k: v for k, v in fields.items() if k in known})
 
 
 def _check_options(seed: int, steps: int, folds: int, ridge: float, max_pairs: int) -> None:

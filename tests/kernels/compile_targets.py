@@ -5,8 +5,9 @@
   arguments named in ``aligned`` get the 16-byte divisibility specialization
   (``tt.divisibility=16``) that Triton's JIT gives at run time to pointers and to integers that
   are multiples of 16.
-- ``ptx_stats(ptx)``: the widest global load and store (bits) and whether the PTX declares or
-  touches local memory (``.local``: local arrays).
+- ``ptx_stats(ptx)``: the widest global load and store (bits), whether the PTX declares or
+  touches local memory (``.local``: local arrays), and the tensor-core instruction its dots use
+  (``dot``: "wgmma", "mma" or "" for none).
 - ``cubin_resources(cubin)``: registers, stack and local-memory bytes per thread after ptxas's
   register allocation (``cuobjdump --dump-resource-usage``): register spills show up here.
 - ``Spec`` names one specialization by import path, so that ``compile_specs`` can build many in a
@@ -90,7 +91,8 @@ def ptx_stats(ptx: str) -> dict[str, Any]:
         bits = next((int(p[1:]) for p in reversed(parts) if re.fullmatch(r"[bfsu]\d+", p)), 0)
         widest[op] = max(widest[op], lanes * bits)
     local = bool(re.search(r"\.local\b", ptx))
-    return {"load_bits": widest["ld"], "store_bits": widest["st"], "ptx_local": local}
+    dot = "wgmma" if "wgmma.mma_async" in ptx else "mma" if "mma.sync" in ptx else ""
+    return {"load_bits": widest["ld"], "store_bits": widest["st"], "ptx_local": local, "dot": dot}
 
 
 def _cuobjdump() -> str:

@@ -137,6 +137,49 @@ def _penalty_specs() -> list[Spec]:
     return specs
 
 
+def _all_pairs_specs() -> list[Spec]:
+    """The all-pairs bound kernels at k = 64 (tiles 64 x 64): forward and both gradient kernels
+    for infonce, smile (the log-sum-exp kinds, dv is smile without the clip) and nwj (an
+    f-divergence). Half inputs must reach the tensor cores (mma on sm_80, wgmma on sm_90);
+    fp32 inputs use IEEE products (no tensor cores). The gradient dots take W in fp32 with TF32
+    products for half inputs, so they use the tensor cores too. Measured: the fp32
+    specializations spill (255 registers, 16 to 5,776 stack bytes per thread): ``SPILLS``."""
+    kinds = {"infonce": (0, 0, False), "smile": (1, 0, True), "nwj": (2, FAMILIES["kl"], False)}
+    grad_kinds = ("infonce", "smile")
+    specs = []
+    for (bound, (kind, family, clip)), dtype, target in product(kinds.items(), DTYPES, TARGETS):
+        half = dtype != "fp32"
+        const = {"KIND": kind, "FAMILY": family, "CLIP": clip, "BLOCK": 64, "BLOCK_K": 64}
+        const["PRECISION"] = "tf32" if half else "ieee"
+        dot = {"dot": ("wgmma" if target >= 90 else "mma") if half else ""}
+        forward = {"f_ptr": f"*{dtype}", "g_ptr": f"*{dtype}", "diag_ptr": "*fp32"}
+        forward.update(part_ptr="*fp32", n="i32", k="i32", n_split="i32", clip="fp32")
+        forward.update(alpha="fp32")
+        grad = {"f_ptr": f"*{dtype}", "g_ptr": f"*{dtype}", "stat_ptr": "*fp32"}
+        grad.update(go_ptr="*fp32", out_ptr=f"*{dtype}", n="i32", k="i32", clip="fp32")
+        grad.update(alpha="fp32", inv_n="fp32", inv_pairs="fp32")
+        tag = f"{bound},{dtype},sm_{target}"
+        variants = [("_forward_kernel", tag, forward, const)] + [
+            ("_grad_kernel", f"{tag},{'g' if wrt_g else 'f'}", grad,
+             {**const, "WRT_G": wrt_g, "BLOCK_D": 64})
+            for wrt_g in (False, True)
+            if bound in grad_kinds
+        ]  # fmt: skip
+        for name, label, signature, constexprs in variants:
+            specs.append(
+                Spec(
+                    f"all_pairs_triton.{name}[{label}]",
+                    f"fdiv.kernels.all_pairs_triton:{name}",
+                    signature,
+                    constexprs,
+                    target,
+                    aligned=(*(n for n, t in signature.items() if t.startswith("*")), "k"),
+                    tags=dot,
+                )
+            )
+    return specs
+
+
 def _control_specs() -> list[Spec]:
     """The js loss kernel, fp32, sm_90: nothing specialized; pointers only (odd lengths); and
     jeffreys (the most registers) capped at 24 registers per thread (ptxas's floor)."""
@@ -160,9 +203,20 @@ SPECS = [
     *_reduction_specs(),
     *_logmeanexp_specs(),
     *_penalty_specs(),
+    *_all_pairs_specs(),
     *_control_specs(),
 ]
 CHECKED = [s for s in SPECS if not s.label.startswith("control:")]
+ALL_PAIRS = [s for s in SPECS if s.label.startswith("all_pairs_triton.")]
+# Known defect, kept visible (strict: an XPASS fails, so a fix must also remove this): the fp32
+# all-pairs kernels hold a 64 x 64 IEEE-product dot in registers and spill; the fix belongs in
+# all_pairs_triton (a smaller tile or BLOCK_K, or more warps, for fp32).
+SPILLS = pytest.mark.xfail(
+    strict=True, reason="fp32 all-pairs tiles (64 x 64 x 64, IEEE products) spill to the stack"
+)
+NO_SPILL_CASES = [
+    pytest.param(s, marks=SPILLS) if s in ALL_PAIRS and ",fp32," in s.label else s for s in CHECKED
+]
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +251,7 @@ def _summary(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.label)
+@pytest.mark.parametrize("spec", NO_SPILL_CASES, ids=lambda s: s.label)
 def test_compiles_without_local_memory(spec: Spec, compiled: dict[str, dict]) -> None:
     result = compiled[spec.label]
     assert "error" not in result, result.get("error")
@@ -205,7 +259,9 @@ def test_compiles_without_local_memory(spec: Spec, compiled: dict[str, dict]) ->
     assert result["stack"] == result["local"] == 0, f"{spec.label} spills: {result}"
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.tags], ids=lambda s: s.label)
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if s.tags and s not in ALL_PAIRS], ids=lambda s: s.label
+)
 def test_vector_width(spec: Spec, compiled: dict[str, dict]) -> None:
     """128-bit accesses in the elementwise stages; 32-bit ones in the unspecialized controls."""
     result = compiled[spec.label]
@@ -219,3 +275,12 @@ def test_capped_registers_spill(compiled: dict[str, dict]) -> None:
     result = compiled[label]
     assert "error" not in result, result.get("error")
     assert result["registers"] <= 24 and result["stack"] + result["local"] > 0, result
+
+
+@pytest.mark.parametrize("spec", [s for s in ALL_PAIRS if s.tags], ids=lambda s: s.label)
+def test_all_pairs_dots_use_tensor_cores_for_half_inputs(
+    spec: Spec, compiled: dict[str, dict]
+) -> None:
+    result = compiled[spec.label]
+    assert "error" not in result, result.get("error")
+    assert result["dot"] == spec.tags["dot"], result

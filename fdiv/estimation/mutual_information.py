@@ -1,0 +1,519 @@
+"""Mutual information I(X; Y) = KL(P_XY || P_X x P_Y) from paired samples, with a trained critic.
+
+The rows (x_i, y_i) are split into train / validation / test parts (seeded, by rows: a pair is
+never split apart). A critic T(x, y) is trained with Adam on minibatches of train rows, the bound
+is evaluated on (at most ``VALIDATION_ROWS``) validation rows every few steps and the best critic
+is kept; the reported value is that critic's bound on the test rows. Negative pairs (samples of
+P_X x P_Y) are always formed within one part, never across parts:
+
+- ``critic="separable"``: T(x, y) = <f(x), g(y)> + a(x) + b(y) with two MLPs; a batch of B pairs
+  gives all B(B - 1) off-diagonal pairs as negatives, through ``fdiv.all_pairs_bound`` (memory
+  O(B k), so the whole test part is one batch);
+- ``critic="joint"``: an MLP on concat(x, y); the negatives are (x_i, y_s(i)) for a random
+  derangement s of the batch (B negatives, none paired with its own row);
+- an ``nn.Module`` called as ``critic(x, y)``: returning ``(f_x, g_y)`` (each (B, k)) makes it
+  separable, returning scores (B,) or (B, 1) of the given pairs makes it joint.
+
+Bounds (all in nats; B = rows of the part evaluated):
+
+==========  ==============================================  ================================
+bound       value                                           what it is
+==========  ==============================================  ================================
+infonce     mean_i [T_ii - logsumexp_j T_ij] + log B        lower bound on I, capped at log B
+nwj         mean_i T_ii - mean_{i!=j} exp(T_ij - 1)         lower bound on I (high variance)
+dv          mean_i T_ii - log mean_{i!=j} exp(T_ij)         DV / MINE: lower bound on I for the
+                                                            true partition term; the sample
+                                                            log-mean is biased slightly up
+smile       dv with T clipped to [-clip, clip] in the exp   not a bound (biased; low variance)
+<f-div>     mean_i g(T_ii) - mean_{i!=j} f*(g(T_ij))        lower bound on the f-mutual
+                                                            information D_f(P_XY || P_X x P_Y)
+==========  ==============================================  ================================
+
+``infonce`` needs all pairs: a joint critic does not support it. Training objective: infonce,
+nwj and the f-divergences train on the bound they report; dv and smile train with the logistic
+(``gan``) objective over all pairs (optimal critic: the pointwise MI, up to the constant DV
+ignores), for the reasons given in ``fdiv.estimation.estimate``.
+
+``bound="auto"``: "infonce" (which needs a separable critic): the critic trains on minibatches
+and the all-pairs InfoNCE of the whole test part is reported, so the cap is log(test pairs), not
+log(batch). Measured (benchmarks/results/mi-*.md): with a critic trained by the logistic loss,
+the all-pairs DV value swung between 0.8 and 3.6 nats from one validation check to the next on a
+5-nat Gaussian (d = 5, 10^4 pairs; exp(T) of a few poorly fit negative pairs dominates the
+partition term), while InfoNCE, normalised row by row, gave 4.72 (optimal critic: about 4.9 at
+B = 2000). Near its cap InfoNCE only says "at least"; a warning says so.
+
+Interval: the delta method for the all-pairs statistics (each row's own term plus its share of
+the negatives as a row and as a column), 95% normal; it covers the test-sampling error of the
+kept critic, not the bias of an imperfect critic. Warnings name what the interval cannot cover.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fdiv.device import resolve_device
+from fdiv.divergences.registry import names
+from fdiv.estimation.critics import check_sizes, mlp
+from fdiv.estimation.crossfit import MIN_SPLIT, snapshot
+from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
+from fdiv.io import as_samples, is_integer, is_real
+from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
+from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
+from fdiv.progress import progress as progress_bar
+
+__all__ = [
+    "CRITICS",
+    "MI_BOUND_NAMES",
+    "JointCritic",
+    "SeparableCritic",
+    "derangement",
+    "mutual_information",
+]
+
+CRITICS: tuple[str, ...] = ("separable", "joint")
+VALIDATION_ROWS = 4096  # the validation bound is taken on at most this many rows (all pairs)
+CAP_MARGIN = 1.0  # nats: an InfoNCE value within this of log B is reported as near its cap
+OVERFIT_MARGIN = 0.1  # nats: train bound above the validation bound by more is reported
+_Z95 = 1.959963984540054
+_INFLUENCE_ELEMENTS = 2**22  # scores per row block of the interval's pass
+
+
+#: Every accepted ``bound``: auto, the MI bounds and the registered f-divergences (or aliases).
+MI_BOUND_NAMES: tuple[str, ...] = ("auto", *MI_BOUNDS, *names())
+
+
+class SeparableCritic(nn.Module):
+    """T(x, y) = <f(x), g(y)> + a(x) + b(y): returns the features (F, G), each (B, k + 2).
+
+    F = [f(x), a(x), 1] and G = [g(y), 1, b(y)], so that F G^T holds every score of a batch.
+    """
+
+    def __init__(
+        self,
+        dim_x: int,
+        dim_y: int,
+        embedding: int = 32,
+        hidden: Sequence[int] = (256, 256),
+        activation: str = "silu",
+    ) -> None:
+        super().__init__()
+        check_sizes("hidden", hidden)
+        check_sizes("embedding", [embedding])
+        self.f = mlp(dim_x, hidden, embedding + 1, activation)
+        self.g = mlp(dim_y, hidden, embedding + 1, activation)
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        f, g = self.f(x), self.g(y)
+        one = torch.ones_like(f[:, :1])
+        return torch.cat([f, one], 1), torch.cat([g[:, :-1], one, g[:, -1:]], 1)
+
+
+class JointCritic(nn.Module):
+    """T(x, y) = MLP(concat(x, y)): scores (B,) of the pairs given, row by row."""
+
+    def __init__(
+        self, dim_x: int, dim_y: int, hidden: Sequence[int] = (256, 256), activation: str = "silu"
+    ) -> None:
+        super().__init__()
+        check_sizes("hidden", hidden)
+        self.net = mlp(dim_x + dim_y, hidden, 1, activation)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.net(torch.cat([x, y], 1)).squeeze(1)
+
+
+def derangement(n: int, generator: torch.Generator) -> Tensor:
+    """A random permutation s of range(n) with s(i) != i for every i (n >= 2)."""
+    if n < 2:
+        raise ValueError(f"a derangement needs n >= 2, got {n}")
+    order = torch.randperm(n, generator=generator)
+    s = torch.empty(n, dtype=torch.long)
+    s[order] = order.roll(-1)  # each row's partner is the next row of a random cycle
+    return s
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What is trained and what is reported."""
+
+    report: BoundSpec
+    train: BoundSpec
+    clip: float
+
+
+def _plan(bound: str, clip: float) -> _Plan:
+    if not isinstance(bound, str):
+        raise TypeError(f"bound must be a string, got {type(bound).__name__}")
+    key = bound.strip().lower()
+    if key == "auto":
+        key = "infonce"
+    try:
+        report = resolve_bound(key, clip)
+    except ValueError:
+        raise ValueError(
+            f"bound {bound!r} is unknown; known: {', '.join(MI_BOUND_NAMES)}"
+        ) from None
+    train = resolve_bound("gan", clip) if report.name in ("dv", "smile") else report
+    return _Plan(report, train, clip)
+
+
+def _scores(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | Tensor:
+    """(F, G) of a separable critic, or the scores (B,) of the given pairs for a joint one."""
+    out = net(x, y)
+    if isinstance(out, tuple | list):
+        if len(out) != 2 or not all(isinstance(t, Tensor) for t in out):
+            raise ValueError("a separable critic must return a pair of tensors (f_x, g_y)")
+        return out[0], out[1]
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the critic must return tensors, got {type(out).__name__}")
+    if out.dim() == 2 and out.shape[1] == 1:
+        out = out.squeeze(1)
+    if out.shape != (x.shape[0],):
+        raise ValueError(
+            f"a joint critic must map B pairs to scores (B,) or (B, 1), got {tuple(out.shape)}"
+        )
+    return out
+
+
+def _batch_bounds(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    specs: Sequence[BoundSpec],
+    clip: float,
+    generator: torch.Generator,
+) -> list[Tensor]:
+    """Each bound of ``specs`` on one batch of pairs: all pairs for a separable critic, the
+    pairs (x_i, y_s(i)) of a random derangement s for a joint one (scores computed once)."""
+    out = _scores(net, x, y)
+    if isinstance(out, tuple):
+        return [all_pairs_bound(*out, spec.name, clip=clip) for spec in specs]
+    v_q = _scores(net, x, y[derangement(len(x), generator).to(x.device)])
+    return [_joint_bound(out, v_q, spec) for spec in specs]
+
+
+def _joint_bound(v_p: Tensor, v_q: Tensor, spec: BoundSpec) -> Tensor:
+    if spec.kind == "infonce":
+        raise ValueError("bound 'infonce' needs all pairs: use a separable critic")
+    if spec.kind == "lme":
+        return dv_bound(v_p, v_q) if spec.clip is None else smile_bound(v_p, v_q, spec.clip)
+    return variational_bound(v_p, v_q, spec.div)
+
+
+def mutual_information(
+    x: Tensor | np.ndarray,
+    y: Tensor | np.ndarray,
+    bound: str = "auto",
+    critic: str | nn.Module = "separable",
+    *,
+    seed: int = 0,
+    steps: int = 3000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    holdout: tuple[float, float] = (0.2, 0.2),
+    eval_every: int = 50,
+    patience: int = 500,
+    clip: float = 5.0,
+    embedding: int = 32,
+    hidden: Sequence[int] = (256, 256),
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> Estimate:
+    """I(X; Y) in nats from paired rows ``x`` (N, d_x) and ``y`` (N, d_y), held out honestly.
+
+    ``bound``: "auto", "infonce", "nwj", "dv", "smile" or a registered f-divergence (then the
+    f-mutual information D_f(P_XY || P_X x P_Y)); see the module docstring for which are lower
+    bounds and which are capped. ``critic``: "separable" (all pairs; ``embedding`` and ``hidden``
+    size its two MLPs), "joint" (shuffled pairs) or an ``nn.Module`` (copied before training).
+    x and y are standardised per coordinate with the train rows' moments. The other options are
+    those of :func:`fdiv.estimate`; ``batch_size`` is in pairs. The same ``seed`` gives bitwise
+    the same result on the CPU. Problems the interval cannot show come back in
+    ``Estimate.warnings``.
+    """
+    start = time.perf_counter()
+    plan = _plan(bound, clip)
+    check_training(steps=steps, batch_size=batch_size, eval_every=eval_every,
+                   patience=patience, lr=lr, clip=clip)  # fmt: skip
+    if not is_integer(seed):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+    if not (
+        isinstance(holdout, tuple | list)
+        and len(holdout) == 2
+        and all(is_real(f) and 0 < f < 1 for f in holdout)
+        and sum(holdout) < 1
+    ):
+        raise ValueError(
+            "holdout must be (validation, test) fractions in (0, 1) summing to less than 1, "
+            f"got {holdout!r}"
+        )
+    x_np, y_np = as_samples(x, "x"), as_samples(y, "y")
+    if len(x_np) != len(y_np):
+        raise ValueError(
+            f"x and y must have the same number of rows (pairs), got {len(x_np)} and {len(y_np)}"
+        )
+    dev = resolve_device(device)
+    generator = torch.Generator().manual_seed(int(seed))
+    parts = _split_rows(len(x_np), holdout, generator)
+    with torch.random.fork_rng(devices=cuda_indices(dev)):
+        torch.manual_seed(seed)
+        net = _make_critic(critic, x_np.shape[1], y_np.shape[1], embedding, hidden).to(dev)
+        dtype = next((t.dtype for t in net.parameters() if t.is_floating_point()), torch.float32)
+        train, val, test = (
+            tuple(_standardise(a, parts[0], idx, dev, dtype) for a in (x_np, y_np)) for idx in parts
+        )
+        separable = _is_separable(net, train)
+        if plan.report.kind == "infonce" and not separable:
+            raise ValueError("bound 'infonce' needs all pairs: use a separable critic")
+        val = tuple(t[:VALIDATION_ROWS] for t in val)
+        history, best_step, last_step = _train(
+            net, train, val, plan, generator, steps, batch_size, lr, eval_every, patience,
+            progress,
+        )  # fmt: skip
+    value, stderr, ess = _test_bound(net, *test, plan, torch.Generator().manual_seed(seed + 1))
+    found = _warnings(
+        plan, value, stderr, ess, len(test[0]), min(batch_size, len(train[0])), history,
+        best_step, last_step, steps,
+    )  # fmt: skip
+    return Estimate(
+        value=value,
+        stderr=stderr,
+        ci95=(value - _Z95 * stderr, value + _Z95 * stderr),
+        divergence="mi"
+        if plan.report.div is None or plan.report.name == "nwj"
+        else f"{plan.report.name}-mi",
+        bound=plan.report.name,
+        n_train=(len(train[0]), len(train[0])),
+        n_validation=(len(val[0]), len(val[0])),
+        n_test=(len(test[0]), len(test[0])),
+        steps=last_step,
+        best_step=best_step,
+        seconds=time.perf_counter() - start,
+        history=tuple(history),
+        warnings=tuple(found),
+        method=f"mutual_information/{'separable' if separable else 'joint'}",
+    )
+
+
+def _split_rows(
+    n: int, holdout: tuple[float, float], generator: torch.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint (train, validation, test) row indices of the n pairs; ``holdout`` holds the
+    validation and test fractions. Whole rows move together: a pair is never split."""
+    n_val, n_test = (round(n * fraction) for fraction in holdout)
+    perm = torch.randperm(n, generator=generator).numpy()
+    parts = perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
+    sizes = [len(part) for part in parts]
+    if min(sizes) < MIN_SPLIT:
+        raise ValueError(
+            f"the pairs (x, y) number {n}, split into train/validation/test = "
+            f"{'/'.join(map(str, sizes))}; every split needs at least {MIN_SPLIT}"
+        )
+    return parts
+
+
+def _make_critic(
+    critic: str | nn.Module, dim_x: int, dim_y: int, embedding: int, hidden: Sequence[int]
+) -> nn.Module:
+    if isinstance(critic, nn.Module):
+        return copy.deepcopy(critic)
+    if critic == "separable":
+        return SeparableCritic(dim_x, dim_y, embedding, hidden)
+    if critic == "joint":
+        return JointCritic(dim_x, dim_y, hidden)
+    raise ValueError(
+        f"critic must be one of {', '.join(CRITICS)} or a torch.nn.Module, got {critic!r}"
+    )
+
+
+def _is_separable(net: nn.Module, pairs: tuple[Tensor, Tensor]) -> bool:
+    with torch.no_grad():
+        return isinstance(_scores(net, pairs[0][:2], pairs[1][:2]), tuple)
+
+
+def _standardise(
+    a: np.ndarray, train_rows: np.ndarray, rows: np.ndarray, dev: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """Rows ``rows`` of ``a``, standardised per coordinate with the train rows' moments."""
+    mean, std = a[train_rows].mean(axis=0), a[train_rows].std(axis=0)
+    return torch.from_numpy((a[rows] - mean) / np.where(std > 0, std, 1.0)).to(dev, dtype)
+
+
+def _train(
+    net: nn.Module,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    plan: _Plan,
+    generator: torch.Generator,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    eval_every: int,
+    patience: int,
+    progress: bool,
+) -> tuple[list[tuple[int, float, float]], int, int]:
+    """Adam on minibatches of train pairs, early stopping on the validation bound; leaves ``net``
+    holding the best critic. Returns (history, best step, last step)."""
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    x_tr, y_tr = train
+    b = min(batch_size, len(x_tr))
+    val_seed = int(torch.randint(2**62, (), generator=generator))
+    val_generator = torch.Generator().manual_seed(val_seed)
+    val_state = val_generator.get_state()
+    history: list[tuple[int, float, float]] = []
+    best_value, best_step, best_state = -math.inf, 0, snapshot(net)
+    running, count, step = 0.0, 0, 0
+    bar = progress_bar(steps, f"mutual information ({plan.report.name})", enabled=progress)
+    for step in range(1, steps + 1):
+        net.train()
+        rows = torch.randperm(len(x_tr), generator=generator)[:b].to(x_tr.device)
+        specs = (plan.train,) if plan.train is plan.report else (plan.train, plan.report)
+        values = _batch_bounds(net, x_tr[rows], y_tr[rows], specs, plan.clip, generator)
+        optimiser.zero_grad(set_to_none=True)
+        (-values[0]).backward()
+        optimiser.step()
+        value = values[-1]
+        running, count = running + float(value.detach()), count + 1
+        if step % eval_every and step != steps:
+            continue
+        net.eval()
+        val_generator.set_state(val_state)  # the same validation negatives at every evaluation
+        with torch.no_grad():
+            v = float(_batch_bounds(net, *val, (plan.report,), plan.clip, val_generator)[0])
+        history.append((step, running / count, v))
+        running, count = 0.0, 0
+        if v > best_value:
+            best_value, best_step, best_state = v, step, snapshot(net)
+        bar.update(step - bar.n)
+        bar.set_postfix(validation=f"{v:.4f} nats", refresh=False)
+        if step - best_step >= patience:
+            break
+    bar.close()
+    net.load_state_dict(best_state)
+    net.eval()
+    return history, best_step, step
+
+
+@torch.no_grad()
+def _test_bound(
+    net: nn.Module, x: Tensor, y: Tensor, plan: _Plan, generator: torch.Generator
+) -> tuple[float, float, float | None]:
+    """(value, delta-method stderr, effective number of negatives of the partition term or None)
+    of the reported bound on the test pairs, in nats (float64)."""
+    out = _scores(net, x, y)
+    spec = plan.report
+    if isinstance(out, tuple):
+        f, g = (t.double() for t in out)
+        value = float(all_pairs_bound(f, g, spec.name, clip=plan.clip))
+        psi, ess = _all_pairs_influence(f, g, spec)
+        return value, float(psi.std() / math.sqrt(len(psi))), ess
+    v_p = out.double()
+    v_q = _scores(net, x, y[derangement(len(x), generator).to(x.device)]).double()
+    value = float(_joint_bound(v_p, v_q, spec))
+    n = len(v_p)
+    if spec.kind == "lme":
+        w = v_q.clamp(-spec.clip, spec.clip) if spec.clip is not None else v_q
+        e = torch.exp(w - w.max())  # Var(e^w) / mean(e^w)^2 is invariant to the shift
+        var = v_p.var() / n + e.var() / (n * e.mean() ** 2)
+        ess = float(e.sum() ** 2 / (e**2).sum())
+    else:
+        var = spec.div.activation(v_p).var() / n + spec.div.conjugate_activation(v_q).var() / n
+        ess = None
+    return value, math.sqrt(float(var)), ess
+
+
+def _all_pairs_influence(
+    f: Tensor, g: Tensor, spec: BoundSpec, chunk: int | None = None
+) -> tuple[Tensor, float | None]:
+    """Each pair's influence psi_i on the all-pairs bound (var of the bound ~ var(psi) / B), and
+    for dv/smile the effective number of negatives (sum w)^2 / sum w^2 of the weights exp(S_ij).
+
+    psi_i is pair i's positive term minus its share of the negative statistic as a row and as a
+    column: infonce a_i - sum_k softmax_k(S_k.)_i; f-divergences h(S_ii) - (r_i + c_i) / (B - 1)
+    with r, c the row and column sums of f*(g(S)); dv/smile S_ii - B (rho_i + kappa_i), with
+    rho, kappa the row and column shares of sum_{i!=j} exp(S_ij). Blocks of ``chunk`` rows.
+    """
+    n = len(f)
+    chunk = chunk or max(1, min(n, _INFLUENCE_ELEMENTS // n))
+    pos, rows, cols = [], [], []
+    for r0 in range(0, n, chunk):
+        s = f[r0 : r0 + chunk] @ g.T
+        d = s.diagonal(r0).clone()
+        if spec.kind == "infonce":
+            lse = torch.logsumexp(s, 1)
+            pos.append(d - lse)
+            c = torch.exp(s - lse[:, None]).sum(0)
+        elif spec.kind == "lme":
+            x = s.clamp_(-spec.clip, spec.clip) if spec.clip is not None else s
+            x.diagonal(r0).fill_(-math.inf)
+            pos.append(d)
+            rows.append(torch.stack([torch.logsumexp(x, 1), torch.logsumexp(2 * x, 1)]))
+            c = torch.logsumexp(x, 0)
+        else:
+            q = spec.div.conjugate_activation(s)
+            q.diagonal(r0).zero_()
+            pos.append(spec.div.activation(d))
+            rows.append(q.sum(1))
+            c = q.sum(0)
+        cols.append(c)
+    stacked = torch.stack(cols)
+    col = torch.logsumexp(stacked, 0) if spec.kind == "lme" else stacked.sum(0)
+    p = torch.cat(pos)
+    if spec.kind == "infonce":
+        return p - col, None
+    if spec.kind == "lme":
+        row, row2 = torch.cat(rows, 1)
+        total = torch.logsumexp(row, 0)
+        ess = float(torch.exp(2 * total - torch.logsumexp(row2, 0)))
+        return p - n * (torch.exp(row - total) + torch.exp(col - total)), ess
+    return p - (torch.cat(rows) + col) / (n - 1), None
+
+
+def _warnings(
+    plan: _Plan,
+    value: float,
+    stderr: float,
+    ess: float | None,
+    n_test: int,
+    batch: int,
+    history: Sequence[tuple[int, float, float]],
+    best_step: int,
+    last_step: int,
+    steps: int,
+) -> list[str]:
+    """What the interval does not cover: the InfoNCE cap, overfitting, a partition term carried
+    by few negatives, training stopped while still improving. ``batch``: pairs per train step
+    (an InfoNCE train value near its cap log ``batch`` is not compared with the validation one)."""
+    found = []
+    cap = math.log(n_test)
+    if plan.report.kind == "infonce" and value > cap - CAP_MARGIN:
+        found.append(
+            f"the InfoNCE estimate {value:.3f} nats is within {CAP_MARGIN:g} nat of its cap "
+            f"log B = {cap:.3f} (B = {n_test} test pairs): the mutual information may be much "
+            "higher; use more pairs or bound='dv'"
+        )
+    train, val = next((t, v) for s, t, v in history if s == best_step)
+    capped = plan.report.kind == "infonce" and train > math.log(batch) - CAP_MARGIN
+    if not capped and train - val > max(OVERFIT_MARGIN, 3 * stderr):
+        found.append(
+            f"the critic overfits: its train bound {train:.3f} nats exceeds its validation "
+            f"bound {val:.3f} nats; more pairs or a smaller critic may help"
+        )
+    if ess is not None and ess < 100:
+        found.append(
+            f"the partition term rests on about {ess:.0f} negative pairs: the interval is "
+            "unreliable (the mutual information may be too high for this many pairs)"
+        )
+    if best_step == last_step == steps:
+        found.append(
+            f"the validation bound still rose at the last step ({steps}): more steps may "
+            "raise the estimate"
+        )
+    return found
