@@ -39,7 +39,8 @@ from fdiv.kernels.reference import combine_terms, compute_dtype
 __all__ = ["MI_BOUNDS", "BoundSpec", "all_pairs_bound", "default_chunk", "finish", "resolve_bound"]
 
 MI_BOUNDS: tuple[str, ...] = ("infonce", "nwj", "dv", "smile")
-CHUNK_ELEMENTS = 2**20  # scores per row block of the torch path (4 MiB in fp32)
+CHUNK_ELEMENTS = 2**18  # scores per row block of the torch path (1 MiB in fp32) ...
+MIN_CHUNK = 32  # ... but at least 32 rows, so that each block's matmul reuses what it reads
 Kind = Literal["infonce", "lme", "fdiv"]
 
 
@@ -71,8 +72,8 @@ def resolve_bound(bound: str | FDivergence, clip: float) -> BoundSpec:
 
 
 def default_chunk(n: int) -> int:
-    """Rows per block of the torch path: about ``CHUNK_ELEMENTS`` scores, at least one row."""
-    return max(1, min(n, CHUNK_ELEMENTS // n))
+    """Rows per block of the torch path: about ``CHUNK_ELEMENTS`` scores, >= ``MIN_CHUNK`` rows."""
+    return min(n, max(MIN_CHUNK, CHUNK_ELEMENTS // n))
 
 
 def finish(spec: BoundSpec, diag: Tensor, stat: Tensor) -> Tensor:
@@ -208,8 +209,8 @@ def all_pairs_bound(
 
     ``f_x``, ``g_y``: (B, k), one dtype and device, B >= 2; row i of each is pair i. ``clip``
     (smile only, checked always) must be positive and finite. ``chunk``: rows per block of the
-    torch path (default: about 2^20 scores per block). Returns a 0-d tensor, fp32 for half inputs,
-    differentiable in both inputs; memory O(B k) besides one block.
+    torch path (default: about 2^18 scores, at least 32 rows). Returns a 0-d tensor (fp32 for
+    half inputs) differentiable in both inputs; memory O(B k) besides one block of scores.
     """
     f_x, g_y = _check_inputs(f_x, g_y)
     if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < math.inf:

@@ -180,6 +180,7 @@ def _config(spec: BoundSpec, f: Tensor, block: int) -> dict[str, Any]:
         "PRECISION": "ieee" if f.dtype == torch.float32 else "tf32",
         "BLOCK": block,
         "BLOCK_K": min(max(triton.next_power_of_2(k), 16), 64),
+        "num_warps": 8 if block >= 64 else 4,  # 4 warps spill fp32 64x64 tiles on sm_90
     }
 
 
@@ -188,11 +189,13 @@ def _scalars(spec: BoundSpec) -> tuple[float, float]:
     return (spec.clip or 0.0), alpha
 
 
-def _forward(f: Tensor, g: Tensor, spec: BoundSpec, block: int) -> tuple[Tensor, Tensor]:
+def _forward(
+    f: Tensor, g: Tensor, spec: BoundSpec, block: int, max_split: int
+) -> tuple[Tensor, Tensor]:
     """(bound, statistic saved for backward) from the tile partials."""
     n, k = f.shape
     n_tiles = triton.cdiv(n, block)
-    split = min(n_tiles, MAX_SPLIT)
+    split = min(n_tiles, max_split)
     diag = torch.empty(n, device=f.device, dtype=torch.float32)
     part = torch.empty(2, split, n, device=f.device, dtype=torch.float32)
     _forward_kernel[(n_tiles, split)](
@@ -212,8 +215,10 @@ def _forward(f: Tensor, g: Tensor, spec: BoundSpec, block: int) -> tuple[Tensor,
 
 class _TritonBound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, f_x: Tensor, g_y: Tensor, spec: BoundSpec, block: int) -> Tensor:
-        value, stat = _forward(f_x, g_y, spec, block)
+    def forward(
+        ctx: Any, f_x: Tensor, g_y: Tensor, spec: BoundSpec, block: int, max_split: int
+    ) -> Tensor:
+        value, stat = _forward(f_x, g_y, spec, block, max_split)
         ctx.save_for_backward(f_x, g_y, stat)
         ctx.spec, ctx.block = spec, block
         return value
@@ -235,16 +240,22 @@ class _TritonBound(torch.autograd.Function):
                 WRT_G=wrt_g, BLOCK_D=block_d, **config,
             )  # fmt: skip
             grads.append(out)
-        return grads[0], grads[1], None, None
+        return grads[0], grads[1], None, None, None
 
 
-def all_pairs_bound(f_x: Tensor, g_y: Tensor, spec: BoundSpec, block: int = BLOCK) -> Tensor:
+def all_pairs_bound(
+    f_x: Tensor, g_y: Tensor, spec: BoundSpec, block: int = BLOCK, max_split: int = MAX_SPLIT
+) -> Tensor:
     """The all-pairs bound ``spec`` of (B, k) inputs by the Triton kernels (0-d fp32, nats).
 
-    ``block`` (a power of two >= 16) is the score tile's side; inputs are made contiguous.
+    ``block`` (a power of two >= 16) is the score tile's side, ``max_split`` the most column
+    splits of the forward grid (results depend on neither beyond rounding); inputs are made
+    contiguous.
     """
     if spec.kind == "fdiv" and spec.div.family not in FAMILIES:
         raise ValueError(f"divergence {spec.div.name!r} has no Triton kernel")
     if block < 16 or block & (block - 1):
         raise ValueError(f"block must be a power of two >= 16, got {block!r}")
-    return _TritonBound.apply(f_x.contiguous(), g_y.contiguous(), spec, block)
+    if max_split < 1:
+        raise ValueError(f"max_split must be >= 1, got {max_split!r}")
+    return _TritonBound.apply(f_x.contiguous(), g_y.contiguous(), spec, block, max_split)
