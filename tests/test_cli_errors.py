@@ -112,7 +112,7 @@ def test_train_out_a_file_and_too_few_eval_samples_fail_before_training(
 ) -> None:
     _fails(capsys, ["train", "--out", p_file], p_file, "is a file")
     out = str(tmp_path / "r")
-    _fails(capsys, ["train", "--out", out, "--eval-samples", "50"], "eval_samples", ">= 100")
+    _fails(capsys, ["train", "--out", out, "--eval-samples", "50"], "eval_samples", ">= 300")
     assert not Path(out).exists()
 
 

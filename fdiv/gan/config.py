@@ -129,7 +129,7 @@ class TrainConfig:
         _require(
             "eval_samples",
             self.eval_samples >= MIN_SAMPLES,
-            f"an integer >= {MIN_SAMPLES} (the held-out estimate splits them three ways)",
+            f"an integer >= {MIN_SAMPLES} (the held-out estimate cross-fits them)",
         )
         _require("eval_every", self.eval_every >= 0, "a non-negative integer")
         _require("seed", self.seed >= 0, "a non-negative integer")

@@ -179,9 +179,15 @@ def _config(spec: BoundSpec, f: Tensor, block: int) -> dict[str, Any]:
         "CLIP": spec.clip is not None,
         "PRECISION": "ieee" if f.dtype == torch.float32 else "tf32",
         "BLOCK": block,
-        "BLOCK_K": min(max(triton.next_power_of_2(k), 16), 64),
+        "BLOCK_K": min(max(triton.next_power_of_2(k), 16), _max_block_k(f)),
         "num_warps": 8 if block >= 64 else 4,  # 4 warps spill fp32 64x64 tiles on sm_90
     }
+
+
+def _max_block_k(f: Tensor) -> int:
+    """The widest slice of k (and of the gradient's columns) per step: fp32 IEEE products of
+    64 x 64 tiles spill to the stack beyond 16 (compiled for sm_80 / sm_90, 8 warps)."""
+    return 16 if f.dtype == torch.float32 else 64
 
 
 def _scalars(spec: BoundSpec) -> tuple[float, float]:
@@ -228,7 +234,7 @@ class _TritonBound(torch.autograd.Function):
         f, g, stat = ctx.saved_tensors
         n, k = f.shape
         config = _config(ctx.spec, f, ctx.block)
-        block_d = min(max(triton.next_power_of_2(k), 16), 128)
+        block_d = min(max(triton.next_power_of_2(k), 16), _max_block_k(f))
         grid = (triton.cdiv(n, ctx.block), triton.cdiv(k, block_d))
         go = grad_out.to(torch.float32).reshape(())
         inv = (1.0 / n, 1.0 / (n * (n - 1)))

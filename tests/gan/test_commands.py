@@ -33,7 +33,7 @@ def test_train_resume_sample_evaluate(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["sample", run, "-n", "300", "-o", str(out)]) == 0
     samples = np.load(out, allow_pickle=False)
     assert samples.shape == (300, 2) and samples.dtype == np.float32
-    assert cli.main(["evaluate", run, "-n", "200", "--estimate-steps", "20"]) == 0
+    assert cli.main(["evaluate", run, "-n", "300", "--estimate-steps", "20"]) == 0
     printed = capsys.readouterr().out
     assert "modes captured:" in printed and "held-out js estimate" in printed
     assert (tmp_path / "run" / "samples.png").stat().st_size > 10_000
@@ -44,7 +44,7 @@ def test_train_evaluates_and_plots_digits(
 ) -> None:
     run = tmp_path / "digits"
     argv = ["train", "--data", "digits", "--out", str(run), *TINY, "--channels", "4"]
-    assert cli.main([*argv, "--eval-samples", "200", "--eval-steps", "20"]) == 0
+    assert cli.main([*argv, "--eval-samples", "300", "--eval-steps", "20"]) == 0
     printed = capsys.readouterr().out
     assert "digit classes covered" in printed and f"run directory: {run}" in printed
     assert {"samples.png", "curves.png", "evaluation.json"} <= {p.name for p in run.iterdir()}

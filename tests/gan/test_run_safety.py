@@ -25,7 +25,7 @@ from fdiv.gan.config import TrainConfig
 from fdiv.gan.rundir import RunLockedError, run_lock
 from fdiv.gan.trainer import resume, train
 
-EVAL = {"evaluate": True, "eval_samples": 100, "eval_steps": 5}
+EVAL = {"evaluate": True, "eval_samples": 300, "eval_steps": 5}
 
 
 def _killed_child(target: str, action: Callable[[], object]) -> None:
@@ -201,5 +201,5 @@ def test_options_accept_numpy_scalars_and_refuse_bools() -> None:
     json.dumps(config.to_dict())
     with pytest.raises(TypeError, match="steps must be int"):
         tiny_config(steps=True).validate()
-    with pytest.raises(ValueError, match="eval_samples must be an integer >= 100"):
+    with pytest.raises(ValueError, match="eval_samples must be an integer >= 300"):
         TrainConfig(eval_samples=50).validate()
