@@ -357,6 +357,44 @@ def _gan_section(section: Section, plot: Path | None) -> list[str]:
     return lines
 
 
+def _all_pairs_section(section: Section, plot: Path | None) -> list[str]:
+    """Per batch size B: each backend's median time and peak memory of one forward + backward
+    (peak: bytes allocated at once above the inputs), and the ratio to the dense B x B path."""
+    cells = {
+        (int(e.figures["n"]), str(e.figures["backend"])): e
+        for e in section.entries
+        if "peak_ratio" not in e.figures
+    }
+    backends = list(dict.fromkeys(b for _, b in cells))
+    rows = []
+    for n in sorted({n for n, _ in cells}):
+        row = [f"2^{n.bit_length() - 1}"]
+        dense = cells.get((n, "dense"))
+        for backend in backends:
+            e = cells.get((n, backend))
+            if e is None:
+                row += ["-", "-"]
+                continue
+            row += [format_time(e.median), f"{e.figures['peak_bytes'] / 2**20:.1f} MiB"]
+        fast = [cells[n, b] for b in backends if b != "dense" and (n, b) in cells]
+        ratio = (
+            f"{fast[0].figures['peak_bytes'] / dense.figures['peak_bytes']:.2%}"
+            if fast and dense is not None
+            else "-"
+        )
+        rows.append([*row, ratio])
+    header = ["B", *(f"{b} {what}" for b in backends for what in ("time", "peak")), "peak ratio"]
+    return [
+        f"### {section.results.machine.label}",
+        "",
+        _provenance(section),
+        "",
+        "k = 64, fp32; peak ratio: the fast path's peak over the dense path's.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def _mi_section(section: Section, plot: Path | None) -> list[str]:
     """Per MI task: the truth and each method's estimate (seconds); solved = |log(est/truth)|
     < log 1.5; then the all-pairs InfoNCE rows beside the optimal critic's value."""
@@ -422,10 +460,12 @@ def report_markdown(secs: Sequence[Section], plot_paths: dict[int, Path | None])
     ]
     kinds = {"kernels": _kernel_section, "accuracy": _accuracy_section, "gan": _gan_section}
     kinds["mi"] = _mi_section
+    kinds["all_pairs"] = _all_pairs_section
     titles = {
         "accuracy": "Estimator accuracy (task library or Gaussian ground truth)",
         "gan": "GAN mode coverage (PacGAN protocol)",
         "mi": "Mutual information accuracy (MI task library)",
+        "all_pairs": "All-pairs bound (InfoNCE) forward + backward: time and peak memory",
     }
     for suite, render_section in kinds.items():
         if suite in titles:

@@ -44,7 +44,7 @@ __all__ = [
     "suite_of",
 ]
 
-SUITES: tuple[str, ...] = ("kernels", "accuracy", "gan", "mi")
+SUITES: tuple[str, ...] = ("kernels", "accuracy", "gan", "mi", "all_pairs")
 
 
 @dataclass(frozen=True)
