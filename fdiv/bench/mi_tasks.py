@@ -12,7 +12,6 @@ cluster (MI by Monte Carlo). ``MI_TASKS`` holds the registry, ``get_mi_task(name
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 from scipy.special import logsumexp, ndtr, ndtri
 from scipy.stats import ortho_group
 
-from fdiv.bench.tasks import Gaussian, StudentT, check_points
+from fdiv.bench.tasks import Gaussian, StudentT, check_points, lookup
 
 __all__ = [
     "ASINH",
@@ -464,8 +463,4 @@ MI_TASKS: dict[str, MITask] = _build()
 
 def get_mi_task(name: str) -> MITask:
     """The registered MI task ``name``; ValueError naming the closest one and listing all."""
-    if name in MI_TASKS:
-        return MI_TASKS[name]
-    close = difflib.get_close_matches(str(name), MI_TASKS, n=1, cutoff=0.4)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"MI task {name!r} is unknown; {hint}known: {', '.join(MI_TASKS)}")
+    return lookup(MI_TASKS, name, "MI task")

@@ -21,7 +21,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -45,7 +45,10 @@ __all__ = [
     "Task",
     "check_points",
     "get_task",
+    "lookup",
 ]
+
+T = TypeVar("T")
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _CHUNK = 1 << 16  # rows per chunk when a density is evaluated on many points
@@ -749,8 +752,13 @@ TASKS: dict[str, Task] = _build()
 
 def get_task(name: str) -> Task:
     """The registered task ``name``; ValueError naming the closest one and listing all."""
-    if name in TASKS:
-        return TASKS[name]
-    close = difflib.get_close_matches(str(name), TASKS, n=1, cutoff=0.4)
+    return lookup(TASKS, name, "task")
+
+
+def lookup(registry: dict[str, T], name: str, what: str) -> T:
+    """``registry[name]``, or a ValueError naming the closest ``what`` and listing all."""
+    if name in registry:
+        return registry[name]
+    close = difflib.get_close_matches(str(name), registry, n=1, cutoff=0.4)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"task {name!r} is unknown; {hint}known: {', '.join(TASKS)}")
+    raise ValueError(f"{what} {name!r} is unknown; {hint}known: {', '.join(registry)}")
