@@ -110,9 +110,11 @@ def task_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | None
     fig = _figure(7.5, 0.28 * len(tasks) + 1.6)
     ax = fig.subplots()
     top = 10.0
-    for (method, by_task), marker in zip(sorted(worst.items()), MARKERS, strict=False):
+    for i, ((method, by_task), marker) in enumerate(
+        zip(sorted(worst.items()), MARKERS, strict=False)
+    ):
         points = [(min(max(v, 1e-4), top), tasks.index(t)) for t, v in by_task.items()]
-        ax.scatter(*zip(*points, strict=True), marker=marker, fc="none", label=method)
+        ax.scatter(*zip(*points, strict=True), marker=marker, fc="none", ec=f"C{i}", label=method)
     ax.axvline(math.log(1.1), color="k", ls=":", lw=1, label="10% (log 1.1)")
     ax.set(xscale="log", yticks=range(len(tasks)), yticklabels=tasks, xlim=(1e-4, top * 1.5))
     ax.set_xlabel("worst |log(estimate / truth)| over seeds and N (kl)")
