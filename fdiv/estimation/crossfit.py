@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fdiv.divergences.registry import FDivergence, get
+from fdiv.estimation.result import Z95
 from fdiv.losses import dv_bound, smile_bound, variational_bound
 
 __all__ = [
@@ -123,11 +124,13 @@ def fold_tensors(
 
 @dataclass(frozen=True)
 class FoldResult:
-    """One critic's held-out result: its bound on the test rows with the delta-method variance,
-    its selected validation value with variance (in the reported bound), the raw test outputs."""
+    """One critic's result: its bound on the test rows with the delta-method variance, its
+    in-sample bound on its own training rows, its selected validation value with variance (in
+    the reported bound), the raw test outputs."""
 
     value: float
     variance: float
+    train: float
     validation: float
     validation_variance: float
     v_p: Tensor
@@ -153,34 +156,35 @@ def _outputs(net: nn.Module, x: Tensor) -> Tensor:
     return v
 
 
-def training_objective(div: FDivergence) -> BoundFn:
-    """What the critic maximises and is selected on: for kl the logistic (``gan``) bound, whose
-    optimal critic is v* = log p/q and which is bounded above per sample (unlike DV, NWJ or
-    SMILE on a finite sample); otherwise the divergence's own f-dual bound."""
-    target = get("gan") if div.family == "kl" else div
-    return lambda v_p, v_q: variational_bound(v_p, v_q, target)
+def training_objective() -> BoundFn:
+    """What every critic maximises and is selected on: the logistic (``gan``) bound, whose
+    optimal critic is v* = log p/q and which is bounded above per sample (unlike DV, NWJ, SMILE
+    or the f-dual bounds of divergences with unbounded range, on a finite sample)."""
+    gan = get("gan")
+    return lambda v_p, v_q: variational_bound(v_p, v_q, gan)
 
 
 def reported_bound(
     v_p: Tensor, v_q: Tensor, bound: str, div: FDivergence, clip: float
 ) -> tuple[float, float]:
-    """The reported bound from critic outputs (float64) and its delta-method variance (nats^2).
+    """The reported bound from log-ratio estimates v ~ log p/q (float64) and its delta-method
+    variance (nats^2 for kl-type divergences).
 
-    For kl the critic estimates log p/q (logistic training); ``fdual`` (NWJ) evaluates its
-    optimal critic log p/q + 1 from it.
+    ``fdual`` evaluates the divergence's f-dual bound at its optimal critic for the estimated
+    log ratio (NWJ at log p/q + 1 for kl), a lower bound for any v. ``dv`` is Donsker-Varadhan:
+    for kl E_P[v] - log E_Q[e^v]; for reverse_kl the same for the swapped pair with -v.
     """
     v_p, v_q = v_p.double(), v_q.double()
-    n_p, n_q = len(v_p), len(v_q)
     if bound == "fdual":
-        if div.family == "kl":
-            v_p, v_q = div.optimal_critic(v_p), div.optimal_critic(v_q)
-        value = variational_bound(v_p, v_q, div)
-        var = div.activation(v_p).var() / n_p + div.conjugate_activation(v_q).var() / n_q
-        return float(value), float(var)
+        t_p, t_q = div.optimal_critic(v_p), div.optimal_critic(v_q)
+        a_p, a_q = div.activation(t_p), div.conjugate_activation(t_q)
+        return float(a_p.mean() - a_q.mean()), float(a_p.var() / len(a_p) + a_q.var() / len(a_q))
+    if div.family == "reverse_kl":  # KL(Q||P) with log q/p = -v
+        v_p, v_q = -v_q, -v_p
     value = dv_bound(v_p, v_q) if bound == "dv" else smile_bound(v_p, v_q, clip)
     w = v_q.clamp(-clip, clip) if bound == "smile" else v_q
     e = torch.exp(w - w.max())  # Var(e^w) / mean(e^w)^2 is invariant to the shift
-    var = v_p.var() / n_p + e.var() / (n_q * e.mean() ** 2)
+    var = v_p.var() / len(v_p) + e.var() / (len(v_q) * e.mean() ** 2)
     return float(value), float(var)
 
 
@@ -204,7 +208,7 @@ def fit_fold(
     and report it on the test rows. ``data`` holds the (P, Q) tensors of train, validation, test.
     """
     (train_p, train_q), validation, (test_p, test_q) = data
-    objective = training_objective(div)
+    objective = training_objective()
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
     history: list[tuple[float, ...]] = []
@@ -251,12 +255,14 @@ def fit_fold(
     net.eval()
     v_p, v_q = critic_outputs(net, test_p), critic_outputs(net, test_q)
     value, variance = reported_bound(v_p, v_q, bound, div, clip)
+    train = reported_bound(*(critic_outputs(net, x) for x in (train_p, train_q)), bound, div, clip)
     val_value, val_var = reported_bound(
         *(critic_outputs(net, x) for x in validation), bound, div, clip
     )
     return FoldResult(
-        value, variance, val_value, val_var, v_p, v_q, history, best_step, step, diverged_at
-    )
+        value, variance, train[0], val_value, val_var, v_p, v_q, history, best_step, step,
+        diverged_at,
+    )  # fmt: skip
 
 
 def snapshot(net: nn.Module) -> dict[str, Tensor]:
@@ -264,14 +270,24 @@ def snapshot(net: nn.Module) -> dict[str, Tensor]:
 
 
 def combine(results: list[FoldResult]) -> tuple[float, float]:
-    """(value, stderr) over folds: the test-size-weighted mean of the fold bounds; its variance
-    is the pooled delta-method variance plus the between-fold variance of the mean (which also
-    carries how much the trained critics differ, not only test noise)."""
+    """(value, stderr) over folds, in nats.
+
+    A trained critic's held-out bound is biased low (the critic is not the optimum) and its
+    in-sample bound on its own training rows biased high (it was fitted to them); to first order
+    in the estimation error the two biases are equal and opposite (the optimism of an M-estimate),
+    so the value is their midpoint. The standard error is that of an interval running from the
+    lower of the two minus 1.96 held-out standard errors to the higher plus as much; the
+    held-out standard error is the pooled delta-method variance plus the between-fold variance
+    of the mean (which also carries how much the trained critics differ). Folds are weighted by
+    their test sizes.
+    """
     sizes = np.array([len(r.v_p) + len(r.v_q) for r in results], dtype=np.float64)
     w = sizes / sizes.sum()
     values = np.array([r.value for r in results])
-    value = float(w @ values)
+    held_out = float(w @ values)
+    in_sample = float(w @ np.array([r.train for r in results]))
     within = float(np.square(w) @ np.array([r.variance for r in results]))
     k = len(results)
-    between = float(np.sum(w * np.square(values - value)) * k / (k - 1) / k) if k > 1 else 0.0
-    return value, math.sqrt(within + between)
+    between = float(np.sum(w * np.square(values - held_out)) * k / (k - 1) / k) if k > 1 else 0.0
+    half_gap = abs(in_sample - held_out) / 2
+    return (held_out + in_sample) / 2, math.sqrt(within + between) + half_gap / Z95

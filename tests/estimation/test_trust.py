@@ -11,11 +11,13 @@ import pytest
 import torch
 
 import fdiv
+from fdiv.divergences.gaussian import Gaussian, ground_truth, log_density_ratio
 from fdiv.divergences.registry import get
 from fdiv.estimation import diagnostics, knn_estimate
 from fdiv.estimation.auto import KNN_MAX_DIM, LARGE_KL, choose_method
 from fdiv.estimation.critics import MLPCritic
-from fdiv.estimation.crossfit import FoldResult, combine, moments
+from fdiv.estimation.crossfit import FoldResult, combine, moments, reported_bound
+from fdiv.estimation.result import Z95
 
 FAST = {"steps": 300, "batch_size": 256, "eval_every": 25, "patience": 100, "folds": 2}
 
@@ -64,18 +66,27 @@ def test_validation_test_disagreement_check() -> None:
     assert diagnostics.test_disagrees(0, 1.0, 0.005, 1.3, 0.005) is None  # 3 sigma
 
 
-def test_unbounded_selection_check() -> None:
-    assert "unbounded above" in diagnostics.unbounded_selection(get("pearson"))
-    assert diagnostics.unbounded_selection(get("js")) is None  # range [0, log 2]
-    assert diagnostics.unbounded_selection(get("kl")) is None  # selected on the logistic loss
-
-
 def test_smile_clip_check() -> None:
     assert "exceeded by 50.0%" in diagnostics.smile_clip_active(torch.tensor([1.0, 6.0]), 5.0)
     assert diagnostics.smile_clip_active(torch.tensor([1.0, 4.0]), 5.0) is None
 
 
 # ---- the same warnings and refusals end to end ------------------------------------------------
+
+
+def test_heavy_tailed_log_ratio_warns() -> None:
+    # exact log ratios on 10,000 draws of P. Student-t (3 dof) vs N(0, 3): log p/q ~ x^2 / 6
+    # has tail index 3/2 (infinite variance); a mean shift's log ratio is Gaussian (no warning)
+    gen = torch.Generator().manual_seed(0)
+    t3 = torch.distributions.StudentT(3.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        x = t3.sample((10_000,))
+    v_t = t3.log_prob(x) - torch.distributions.Normal(0.0, math.sqrt(3.0)).log_prob(x)
+    assert "heavy upper tail" in diagnostics.heavy_tail(v_t)
+    z = torch.randn(10_000, generator=gen, dtype=torch.float64)
+    assert diagnostics.heavy_tail(z - 0.5) is None  # N(0, 1) vs N(1, 1): v = 0.5 - x
+    assert diagnostics.heavy_tail(-torch.ones(100)) is None  # no positive tail at all
 
 
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
@@ -87,9 +98,27 @@ def test_far_apart_gaussians_warn_with_both_methods() -> None:
     assert has(fit(x_p, x_q), "separates P and Q")
 
 
-def test_pearson_warns_that_its_selection_is_unbounded() -> None:
-    est = fit(*shifted(600, 2, 0.5), divergence="pearson")
-    assert has(est, "unbounded above") and est.bound == "fdual"
+@pytest.mark.parametrize(
+    ("name", "bound"),
+    [("kl", "dv"), ("kl", "fdual"), ("reverse_kl", "dv"), ("reverse_kl", "fdual"),
+     ("hellinger", "fdual"), ("pearson", "fdual"), ("tv", "fdual"), ("jeffreys", "fdual")],
+)  # fmt: skip
+def test_every_bound_at_the_exact_log_ratio_recovers_the_closed_form(name: str, bound: str) -> None:
+    # every critic estimates log p/q; each bound is read off it. At the exact log ratio of
+    # N(0, I) vs N((0.6, 0), diag(s, 1)) (s = 1.5; 1 for tv, whose closed form needs equal
+    # covariances) the reported value must match the closed form within 4 of its own
+    # delta-method standard errors (Monte Carlo on 200,000 draws a side), both ways.
+    s = 1.0 if name == "tv" else 1.5
+    p = Gaussian(torch.zeros(2), torch.eye(2))
+    q = Gaussian(torch.tensor([0.6, 0.0]), torch.diag(torch.tensor([s, 1.0])))
+    gen = torch.Generator().manual_seed(0)
+    x_p = torch.randn(200_000, 2, generator=gen, dtype=torch.float64)
+    x_q = q.mean + torch.randn(200_000, 2, generator=gen, dtype=torch.float64) @ q.scale_tril.T
+    v_p, v_q = log_density_ratio(x_p, p, q), log_density_ratio(x_q, p, q)
+    value, variance = reported_bound(v_p, v_q, bound, get(name), 5.0)
+    truth = ground_truth(name, p, q)[0]
+    assert variance > 0 and abs(value - truth) <= 4 * math.sqrt(variance)
+    assert math.sqrt(variance) < 0.02 * truth  # and the check is tight
 
 
 def test_smile_at_a_large_divergence_warns_instead_of_overshooting_silently() -> None:
@@ -145,9 +174,10 @@ def test_knn_estimate_interval_covers_a_closed_form() -> None:
 # ---- cross-fit combination and moments --------------------------------------------------------
 
 
-def _fold(value: float, variance: float, n: int) -> FoldResult:
+def _fold(value: float, variance: float, n: int, train: float | None = None) -> FoldResult:
     zeros = torch.zeros(n)
-    return FoldResult(value, variance, value, variance, zeros, zeros, [], 1, 1, None)
+    train = value if train is None else train
+    return FoldResult(value, variance, train, value, variance, zeros, zeros, [], 1, 1, None)
 
 
 def test_combine_adds_the_between_fold_spread() -> None:
@@ -156,6 +186,21 @@ def test_combine_adds_the_between_fold_spread() -> None:
     assert value == 2.0 and stderr == pytest.approx(math.sqrt(0.005 + 1.0), rel=1e-12)
     value, stderr = combine([_fold(1.0, 0.01, 30), _fold(1.0, 0.04, 10)])
     assert value == 1.0 and stderr == pytest.approx(math.sqrt(0.75**2 * 0.01 + 0.25**2 * 0.04))
+
+
+def test_combine_spans_the_held_out_and_in_sample_values() -> None:
+    # held-out 1.0 (biased low), in-sample 1.4 (biased high): the value is the midpoint and the
+    # interval runs from 1.0 - 1.96 se to 1.4 + 1.96 se, se = sqrt(0.25 * 2 * 0.01)
+    value, stderr = combine([_fold(1.0, 0.01, 50, train=1.4), _fold(1.0, 0.01, 50, train=1.4)])
+    se = math.sqrt(0.005)
+    low, high = fdiv.estimation.result.interval(value, stderr)
+    assert value == pytest.approx(1.2, rel=1e-12)
+    assert low == pytest.approx(1.0 - Z95 * se, rel=1e-12)
+    assert high == pytest.approx(1.4 + Z95 * se, rel=1e-12)
+    # an in-sample value below the held-out one (noise) widens the interval the same way
+    value, stderr = combine([_fold(1.0, 0.01, 50, train=0.8), _fold(1.0, 0.01, 50, train=0.8)])
+    low, high = fdiv.estimation.result.interval(value, stderr)
+    assert value == pytest.approx(0.9) and low == pytest.approx(0.8 - Z95 * se)
 
 
 def test_moments_do_not_overflow() -> None:
