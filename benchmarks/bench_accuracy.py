@@ -18,6 +18,7 @@ Configuration (environment; the full grid is hours of CPU, so pick what you can 
     FDIV_BENCH_TASKS=a,b           task names (default: all)
     FDIV_BENCH_METHODS=auto,knn    methods (default: all of METHODS)
     FDIV_BENCH_LARGE=1             add N = 50,000 on LARGE_N_TASKS
+    FDIV_BENCH_F_SEEDS=3           seeds for js ... pearson on F_TASKS (default: all seeds)
 
 ``--quick``: seed 0, N = 2000, a heavy-tail and a large-divergence task, auto / knn /
 telescoping (about 2 minutes on 2 cores). The grid runs seed by seed, so a partial run covers
@@ -96,6 +97,7 @@ SIZES = [int(n) for n in _env_list("FDIV_BENCH_SIZES", "2000,10000")]
 SELECTED = _env_list("FDIV_BENCH_TASKS", ",".join(ALL_TASKS))
 CHOSEN = _env_list("FDIV_BENCH_METHODS", ",".join(METHODS))
 LARGE = os.environ.get("FDIV_BENCH_LARGE", "") not in ("", "0")
+F_SEEDS = int(os.environ.get("FDIV_BENCH_F_SEEDS", str(len(SEEDS))))
 
 
 def _cases() -> list[Any]:
@@ -108,7 +110,7 @@ def _cases() -> list[Any]:
             sizes = SIZES + ([LARGE_N] if LARGE and name in LARGE_N_TASKS else [])
             for n in sizes:
                 runs = [("kl", m) for m in CHOSEN]
-                if name in F_TASKS and "auto" in CHOSEN:
+                if name in F_TASKS and "auto" in CHOSEN and seed < F_SEEDS:
                     runs += [(div, "auto") for div in F_DIVERGENCES if _has_truth(name, div)]
                 for div, method in runs:
                     quick = (seed, n, method) == (0, QUICK_N, method) and (
