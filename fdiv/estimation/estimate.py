@@ -3,8 +3,9 @@
 ``method="auto"`` picks the estimator (:mod:`fdiv.estimation.auto`). The variational estimate
 cross-fits ``folds`` critics (:mod:`fdiv.estimation.crossfit`): each is trained with Adam on its
 train rows, selected (early stopping) on its validation rows and reported on its test fold,
-which it never saw; the folds' values are averaged and the standard error adds the between-fold
-spread to the pooled test-split noise. All values are in nats.
+which it never saw. The value is the midpoint of the folds' held-out (biased low) and in-sample
+(biased high) bounds, and the interval spans both, widened by the held-out standard error
+(pooled test-split noise plus the between-fold spread). All values are in nats.
 
 Training objective. Every critic, whatever the divergence and bound, is trained and selected
 with the logistic (``gan``) objective, whose optimum is v* = log p/q: it is bounded per sample
