@@ -4,7 +4,8 @@ Benchmarks are matched by pytest's full name. With threshold t, a benchmark regr
 median time grew by more than a factor 1 + t; an accuracy case when |log(estimate/truth)| grew by
 more than t (t = 0.1: about 10% more error); a GAN run when it stopped where it had finished, or
 when the fraction of modes captured or of high-quality samples fell by more than t, or its
-reverse KL rose by more than t nats. Smaller changes are noise and are not reported.
+reverse KL rose by more than t nats; a digits run when its Frechet distance grew by more than a
+factor 1 + t. Smaller changes are noise and are not reported.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def _regressions(old: Entry, new: Entry, t: float) -> Iterator[Regression]:
                 yield Regression(new.name, "stopped", "finished", str(b["error"])[:80])
             return
         if "error" in a:
+            return
+        if "frechet" in a and "frechet" in b and b["frechet"] > a["frechet"] * (1 + t):
+            change = f"(+{100 * (b['frechet'] / a['frechet'] - 1):.0f}%)"
+            yield Regression(
+                new.name,
+                "higher Frechet distance",
+                f"{a['frechet']:.2f}",
+                f"{b['frechet']:.2f} {change}",
+            )
+        if "modes" not in a or "modes" not in b:
             return
         checks = [
             ("fewer modes", a["modes_captured"] / a["modes"], b["modes_captured"] / b["modes"]),

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from fdiv.bench.results import Entry, abs_log_error
 from fdiv.gan.data import BUILTIN
 from fdiv.io import write_png
@@ -124,8 +126,19 @@ def task_errors(path: Path, entries: Sequence[Entry], title: str) -> Path | None
     return write_png(fig, path)
 
 
+def _mosaic(images: Sequence[Sequence[float]]) -> np.ndarray:
+    """Flat 8x8 images tiled into a square grid, one blank pixel (value -1) between them."""
+    side = math.ceil(math.sqrt(len(images)))
+    grid = np.full((9 * side + 1, 9 * side + 1), -1.0)
+    for i, image in enumerate(images):
+        row, col = divmod(i, side)
+        grid[1 + 9 * row : 9 + 9 * row, 1 + 9 * col : 9 + 9 * col] = np.reshape(image, (8, 8))
+    return grid
+
+
 def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None:
-    """Generated samples (first seed with samples) per dataset and objective, over the modes."""
+    """Generated samples (first seed with samples) per dataset and objective: points over the
+    modes, or a grid of images."""
     runs = {}
     for e in sorted(entries, key=lambda e: e.figures.get("seed", 0)):
         f = e.figures
@@ -145,6 +158,10 @@ def gan_samples(path: Path, entries: Sequence[Entry], title: str) -> Path | None
             f = runs.get((data, objective))
             if f is None:
                 ax.axis("off")
+                continue
+            if len(f["samples"][0]) == 64:  # 8x8 images
+                ax.imshow(_mosaic(f["samples"]), cmap="gray_r", vmin=-1, vmax=1)
+                ax.set_title(f"{data}, {objective}\nFrechet {f['frechet']:.2f}", fontsize=9)
                 continue
             if modes is not None:
                 ax.scatter(modes[:, 0], modes[:, 1], s=60, marker="o", fc="none", ec="tab:red")

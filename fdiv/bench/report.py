@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fdiv.bench import plots
+from fdiv.bench import gan_tables, plots
 from fdiv.bench.results import Entry, Results, Section, abs_log_error, sections
 from fdiv.io import write_text
 
 __all__ = [
-    "PUBLISHED",
     "KernelRow",
     "accuracy_summary",
     "format_time",
@@ -40,10 +39,6 @@ __all__ = [
 
 BACKENDS = ("triton", "reference", "compile", "eager")
 BASELINES = ("copy", "launch")
-PUBLISHED = {  # best published result of the mode-coverage protocol: (model, modes, HQ %, rev KL)
-    "grid25": ("PacGAN4", 24.8, 93.6, 0.04),
-    "ring8": ("PacGAN2", 7.9, 95.6, 0.07),
-}
 README_START, README_END = "<!-- performance:start -->", "<!-- performance:end -->"
 
 
@@ -319,39 +314,30 @@ def accuracy_summary(entries: Sequence[Entry]) -> list[list[str]]:
     return rows
 
 
-def _gan_rows(entries: Sequence[Entry]) -> list[list[str]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for e in entries:
-        if "data" in e.figures:
-            groups[e.figures["data"], e.figures["divergence"]].append(e.figures)
-    rows = []
-    for data, divergence in sorted(groups, key=lambda key: key[0]):
-        runs = groups[data, divergence]
-        ok = [r for r in runs if "error" not in r]
-        stopped = len(runs) - len(ok)
-        seeds = f"{len(runs)}" + (f" ({stopped} stopped)" if stopped else "")
-        seconds = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
-        if not ok:
-            rows.append([data, divergence, seeds, "-", "-", "-", seconds])
-            continue
-        modes = f"{statistics.mean(r['modes_captured'] for r in ok):.1f}/{ok[0]['modes']}"
-        quality = f"{statistics.mean(r['high_quality'] for r in ok):.1f}"
-        rkl = f"{statistics.mean(r['reverse_kl'] for r in ok):.3f}"
-        rows.append([data, divergence, seeds, modes, quality, rkl, seconds])
-    for data in sorted({d for d, _ in groups} & PUBLISHED.keys()):
-        model, *published = PUBLISHED[data]
-        cells = [f"{value}" for value in published]
-        rows.append([data, f"{model} (published)", "-", *cells, "-"])
-    rows.sort(key=lambda row: row[0])  # stable: each dataset's runs, then its published row
-    return rows
-
-
-GAN_HEADER = ["data", "objective", "seeds", "modes", "high quality %", "reverse KL", "mean s"]
-
-
 def _gan_section(section: Section, plot: Path | None) -> list[str]:
     lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
-    lines += _table(GAN_HEADER, _gan_rows(section.entries))
+    toy = gan_tables.toy_rows(section.entries)
+    if toy:
+        targets = ", ".join(
+            f"{data} all modes, >= {quality:g}% high quality, reverse KL <= {rkl:g}"
+            for data, (quality, rkl) in gan_tables.TARGETS.items()
+        )
+        lines += [
+            "Mean ± sd over seeds, the worst seed in brackets; targets met on every seed: "
+            f"{targets}.",
+            "",
+            *_table(gan_tables.TOY_HEADER, toy),
+        ]
+    digits = gan_tables.digits_rows(section.entries)
+    if digits:
+        lines += [
+            "",
+            "Digits (8x8, the convolutional pair): Frechet distance between generated and "
+            "held-out images in the features of our digits classifier (floor: the training "
+            "images), the held-out JS estimate, predicted classes.",
+            "",
+            *_table(gan_tables.DIGITS_HEADER, digits),
+        ]
     if plot:
         lines += ["", f"![generated samples]({plot.name})"]
     return lines
@@ -519,7 +505,7 @@ def readme_section(secs: Sequence[Section], report: str) -> str:
                 "",
                 f"GAN mode coverage against the published results; measured on {_where(s)}:",
                 "",
-                *_table(GAN_HEADER, _gan_rows(s.entries)),
+                *_table(gan_tables.TOY_HEADER, gan_tables.toy_rows(s.entries)),
             ]
     return "\n".join([*lines, README_END])
 

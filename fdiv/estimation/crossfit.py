@@ -211,6 +211,8 @@ def fit_fold(
     objective = training_objective()
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
+    if (b_p, b_q) == (len(train_p), len(train_q)):
+        eval_every = 1  # full batches: every step is a pass over the rows, which few rows overfit
     history: list[tuple[float, ...]] = []
     best_value, best_step, best_state = -math.inf, 0, snapshot(net)
     running, count, step, diverged_at = 0.0, 0, 0, None
@@ -246,10 +248,18 @@ def fit_fold(
     zero = torch.zeros(1, dtype=torch.float64)
     floor = float(objective(zero, zero)) - FAIL_MARGIN
     if best_value < floor:
+        fitted = max(train for _, _, train, _ in history) > floor + 2 * FAIL_MARGIN
+        cause = (
+            f"the critic overfits its {len(train_p)} + {len(train_q)} training rows in "
+            f"{train_p.shape[1]} dimensions (it fits them better than a constant critic): try "
+            "a smaller critic, a lower lr or more samples"
+            if fitted
+            else f"lr={lr} may be too large"
+        )
         raise ValueError(
             f"training failed in fold {fold + 1}: the best validation objective "
             f"({best_value:.4g} nats) is below a constant critic's ({floor + FAIL_MARGIN:.4g}); "
-            f"lr={lr} may be too large"
+            f"{cause}"
         )
     net.load_state_dict(best_state)
     net.eval()

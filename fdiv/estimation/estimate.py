@@ -101,7 +101,8 @@ def estimate(
     standardised with each fold's pooled train moments and cast to its dtype. ``folds``
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
-    ``eval_every`` steps, stop after ``patience`` steps without improvement or after ``steps``.
+    ``eval_every`` steps (every step when one batch holds all training rows), stop after
+    ``patience`` steps without improvement or after ``steps``.
     The same ``seed`` gives bitwise the same result on the CPU. ``progress`` shows a progress
     bar on stderr. Raises ValueError when training diverges before any finite validation value.
     """

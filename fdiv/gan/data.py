@@ -33,7 +33,8 @@ class Dataset:
     ``sample(n, generator)`` gives (n, dim) float32 training samples; ``heldout`` gives samples
     the generator never trained on (fresh draws for synthetic data, a held-out split for arrays).
     ``modes`` is (K, dim) with ``mode_std`` the standard deviation around each mode; ``image``
-    is the (channels, height, width) shape for image data.
+    is the (channels, height, width) shape for image data; ``parts`` holds the (training,
+    held-out) rows of array data.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Dataset:
     modes: Tensor | None = None
     mode_std: float | None = None
     image: tuple[int, int, int] | None = None
+    parts: tuple[Tensor, Tensor] | None = None
 
 
 def _mixture(name: str, modes: Tensor, std: float) -> Dataset:
@@ -95,7 +97,7 @@ def _array(name: str, array: np.ndarray, image: tuple[int, int, int] | None = No
     def rows(part: Tensor) -> Sampler:
         return lambda n, generator: part[torch.randint(len(part), (n,), generator=generator)]
 
-    return Dataset(name, data.shape[1], rows(train), rows(held), image=image)
+    return Dataset(name, data.shape[1], rows(train), rows(held), image=image, parts=(train, held))
 
 
 def digit_images() -> tuple[np.ndarray, np.ndarray]:

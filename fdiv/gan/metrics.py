@@ -10,7 +10,10 @@ log K (one mode). With no high-quality sample at all h is undefined and the valu
 
 Digits: a small classifier trained once on the 8x8 digits (cached in memory) labels the samples;
 *classes covered* counts the predicted classes and *class KL* is KL(predicted-class histogram ||
-uniform over 10), with the same conventions.
+uniform over 10), with the same conventions. The *Frechet distance* compares Gaussians fitted to
+the classifier's hidden features (128 ReLU units) of the generated and the held-out real images;
+its *floor* is the same distance from the training images to the held-out ones, what a generator
+that reproduced the training set would score.
 
 Every dataset: the held-out divergence between real and generated samples from ``fdiv.estimate``.
 """
@@ -19,19 +22,24 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
 
+from fdiv.divergences.registry import get
 from fdiv.estimation.estimate import MIN_SPLIT, estimate
-from fdiv.gan.data import Dataset, digit_images
+from fdiv.gan.data import Dataset, digit_images, load_dataset
 from fdiv.gan.models import generate
 
 __all__ = [
     "class_coverage",
     "describe",
     "digits_classifier",
+    "digits_features",
     "evaluate",
+    "frechet_distance",
+    "frechet_floor",
     "histogram_kl_to_uniform",
     "mode_coverage",
 ]
@@ -87,6 +95,37 @@ def digits_classifier() -> tuple[nn.Module, float]:
     return model, accuracy
 
 
+def digits_features(images: Tensor) -> Tensor:
+    """The digits classifier's hidden features (N, 128) of flat 8x8 images (N, 64), float64."""
+    model, _ = digits_classifier()
+    with torch.no_grad():
+        return model[:2](images.float().cpu()).double()
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """The Frechet distance between Gaussians fitted to the rows of ``a`` and ``b`` (N, d).
+
+    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^1/2 S_b S_a^1/2)^1/2), in float64; the
+    matrix square roots come from symmetric eigendecompositions (eigenvalues clamped at 0).
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"needs two (N, d) arrays of one d with N >= 2, got {a.shape}, {b.shape}")
+    a, b = a.double(), b.double()
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    mean = (a.mean(0) - b.mean(0)).square().sum()
+    return float(mean + cov_a.trace() + cov_b.trace() - 2.0 * cross)
+
+
+@functools.cache
+def frechet_floor() -> float:
+    """The Frechet distance of the training digits to the held-out ones (classifier features)."""
+    train, held = load_dataset("digits").parts
+    return frechet_distance(digits_features(train), digits_features(held))
+
+
 def class_coverage(images: Tensor) -> dict[str, float]:
     """Classes covered (of 10) and KL of the predicted-class histogram to uniform (nats)."""
     model, _ = digits_classifier()
@@ -107,8 +146,11 @@ def evaluate(
 ) -> dict[str, float]:
     """Every metric that applies to ``dataset`` for ``n`` samples of ``generator``.
 
-    ``heldout_<divergence>`` is ``fdiv.estimate`` between ``n`` held-out real samples and the
-    generated ones (``estimate_steps`` critic steps; nats) with its standard error.
+    ``heldout_<divergence>`` is ``fdiv.estimate`` (``estimate_steps`` critic steps; nats) with
+    its standard error, between held-out real samples and as many generated ones: ``n`` fresh
+    draws of a synthetic dataset, or each held-out row of an array dataset once (resampling them
+    would put copies of one row on both sides of the estimator's splits). Where the estimator
+    refuses, the value is NaN and a warning says why.
     """
     fake = generate(generator, n, seed).cpu()
     out: dict[str, float] = {}
@@ -116,10 +158,20 @@ def evaluate(
         out.update(mode_coverage(fake, dataset.modes, dataset.mode_std))
     if dataset.name == "digits":
         out.update(class_coverage(fake))
-    real = dataset.heldout(n, torch.Generator().manual_seed(seed))
-    result = estimate(real, fake, divergence, steps=estimate_steps, seed=seed)
-    out[f"heldout_{result.divergence}"] = result.value
-    out[f"heldout_{result.divergence}_stderr"] = result.stderr
+        held = digits_features(dataset.parts[1])
+        out["frechet"] = frechet_distance(digits_features(fake), held)
+        out["frechet_floor"] = frechet_floor()
+    if dataset.parts is not None and min(n, len(dataset.parts[1])) >= MIN_SAMPLES:
+        real = dataset.parts[1][:n]
+    else:
+        real = dataset.heldout(n, torch.Generator().manual_seed(seed))
+    name = get(divergence).name
+    try:
+        result = estimate(real, fake[: len(real)], divergence, steps=estimate_steps, seed=seed)
+        out[f"heldout_{name}"], out[f"heldout_{name}_stderr"] = result.value, result.stderr
+    except ValueError as err:
+        warnings.warn(f"held-out {name} estimate refused: {err}", stacklevel=2)
+        out[f"heldout_{name}"] = out[f"heldout_{name}_stderr"] = math.nan
     return out
 
 
@@ -133,8 +185,16 @@ def describe(values: dict[str, float]) -> str:
     if "classes_covered" in values:
         lines.append(f"digit classes covered: {values['classes_covered']}/10")
         lines.append(f"class KL to uniform: {values['class_kl']:.4f} nats")
+    if "frechet" in values:
+        lines.append(
+            f"Frechet distance (classifier features): {values['frechet']:.3f} "
+            f"(training images: {values['frechet_floor']:.3f})"
+        )
     for key, value in values.items():
         if key.startswith("heldout_") and not key.endswith("_stderr"):
             stderr = values[f"{key}_stderr"]
-            lines.append(f"held-out {key[8:]} estimate: {value:.4f} +- {stderr:.4f} nats")
+            if math.isnan(value):
+                lines.append(f"held-out {key[8:]} estimate: refused (see the warning)")
+            else:
+                lines.append(f"held-out {key[8:]} estimate: {value:.4f} +- {stderr:.4f} nats")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ interrupted and resumed ends with bitwise the same weights as one that ran strai
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,12 @@ class Trainer:
         weight = self.config.gp_weight if self.penalty == "wgan-gp" else self.config.r1_weight
         return self.objective.penalty(grads, self.penalty, weight)
 
-    def critic_update(self, detailed: bool = False) -> dict[str, Tensor]:
-        """One Adam step of the critic on a fresh batch; its loss (and more when ``detailed``)."""
+    def critic_update(self, detailed: bool = False, penalised: bool = True) -> dict[str, Tensor]:
+        """One Adam step of the critic on a fresh batch; its loss (and more when ``detailed``).
+
+        A ``penalised`` update adds the gradient penalty, weighted ``penalty_every`` times; a
+        ``detailed`` one reports the penalty at the configured weight (computed if not applied).
+        """
         x_real, z = self._batch()
         with torch.no_grad(), self._autocast():
             x_fake = self.generator(z).float()
@@ -152,10 +157,12 @@ class Trainer:
         loss, term_p, term_q = self.objective.critic(v_p, v_q)
         out = {"critic_loss": loss.detach()}
         total = loss
-        if self.penalty != "none":
+        if self.penalty != "none" and penalised:
             penalty = self._penalty(x_real, x_fake)
             out["penalty"] = penalty.detach()
-            total = loss + penalty
+            total = loss + self.config.penalty_every * penalty
+        elif self.penalty != "none" and detailed:
+            out["penalty"] = self._penalty(x_real, x_fake).detach()
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         if detailed:
@@ -164,13 +171,28 @@ class Trainer:
         self.opt_d.step()
         return out
 
+    def _kept(self) -> int:
+        """How many generated samples per batch the generator trains on (top-k training).
+
+        The fraction falls linearly from 1 at the first step to ``top_k`` at the last.
+        """
+        cfg = self.config
+        fraction = 1.0 - (1.0 - cfg.top_k) * self.step / cfg.steps
+        return max(1, math.ceil(fraction * cfg.batch_size))
+
     def generator_update(self, detailed: bool = False) -> dict[str, Tensor]:
-        """One Adam step of the generator (the critic frozen), then the EMA update."""
+        """One Adam step of the generator (the critic frozen), then the EMA update.
+
+        The loss takes the ``_kept()`` generated samples with the highest critic outputs.
+        """
         z = self._codes(self.config.batch_size)
         self.critic.requires_grad_(False)
         try:
             with self._autocast():
                 v_q = self.critic(self.generator_ddp(z)).float()
+            kept = self._kept()
+            if kept < len(v_q):
+                v_q = v_q.topk(kept).values
             loss = self.objective.generator(v_q)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,7 +222,11 @@ class Trainer:
         for optimiser, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
             for group in optimiser.param_groups:
                 group["lr"] = lr * factor
-        critic = [self.critic_update(detailed) for _ in range(self.config.n_critic)]
+        cfg = self.config
+        critic = [
+            self.critic_update(detailed, (self.step * cfg.n_critic + i) % cfg.penalty_every == 0)
+            for i in range(cfg.n_critic)
+        ]
         gen = self.generator_update(detailed)
         losses = self.ctx.mean(
             torch.stack([c["critic_loss"] for c in critic] + [gen["generator_loss"]])

@@ -16,6 +16,7 @@ FIXTURE = Path(__file__).with_name("results.json")
 K = "benchmarks/bench_kernels.py::test_critic_loss_fwd_bwd"
 A = "benchmarks/bench_accuracy.py::test_accuracy"
 G = "benchmarks/bench_gan.py::test_mode_coverage"
+D = "benchmarks/bench_gan.py::test_digits"
 
 
 def _edited(tmp_path: Path, edits: dict[str, dict[str, Any]]) -> Path:
@@ -34,8 +35,8 @@ def _edited(tmp_path: Path, edits: dict[str, dict[str, Any]]) -> Path:
 @pytest.fixture
 def planted(tmp_path: Path) -> Path:
     """Regressions: a kernel 50% slower, an estimate 0.31 worse in |log error|, a GAN run with
-    25% fewer modes, one that stopped; noise: 5% slower, |log error| 0.05 worse, 5% fewer
-    high-quality samples."""
+    25% fewer modes, one that stopped, a digits run 20% further in Frechet distance; noise: 5%
+    slower, |log error| 0.05 worse, 5% fewer high-quality samples."""
     return _edited(
         tmp_path,
         {
@@ -45,15 +46,17 @@ def planted(tmp_path: Path) -> Path:
             f"{A}[0-1-1.0-knn]": {"estimate": 2.1},
             f"{G}[ring8-js-0]": {"modes_captured": 6, "high_quality": 85.0},
             f"{G}[ring8-js-1]": {"error": "non-finite loss"},
+            f"{D}[js-0]": {"frechet": 4.2},
         },
     )
 
 
 def test_planted_regressions_are_found_and_noise_ignored(planted: Path) -> None:
     found, count = compare.compare(results.load(FIXTURE), results.load(planted), 0.1)
-    assert count == 17
+    assert count == 18
     assert sorted((r.name, r.what) for r in found) == [
         (f"{A}[0-1-1.0-dv]", "less accurate, |log(est/truth)|"),
+        (f"{D}[js-0]", "higher Frechet distance"),
         (f"{G}[ring8-js-0]", "fewer modes"),
         (f"{G}[ring8-js-1]", "stopped"),
         (f"{K}[js-triton-n20]", "slower"),
@@ -74,11 +77,11 @@ def test_cli_exit_status(planted: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert cli.main(["bench", "--compare", old, new]) == 0
     out = capsys.readouterr().out
     assert f"slower: {K}[js-triton-n20]: 100.0 µs -> 150.0 µs (+50%)" in out
-    assert out.rstrip().endswith("4 regressions in 17 benchmarks present in both files")
+    assert out.rstrip().endswith("5 regressions in 18 benchmarks present in both files")
     assert cli.main(["bench", "--compare", old, new, "--fail-on-regression"]) == 1
     capsys.readouterr()
     assert cli.main(["bench", "--compare", old, old, "--fail-on-regression"]) == 0
-    assert "0 regressions in 17" in capsys.readouterr().out
+    assert "0 regressions in 18" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

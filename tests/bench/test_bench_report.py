@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fdiv.bench import report, results
+from fdiv.bench import gan_tables, report, results
 
 FIXTURE = Path(__file__).with_name("results.json")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,7 +23,7 @@ def test_load_reads_machine_commit_and_entries(fixture: results.Results) -> None
     assert fixture.machine.label == "Test GPU (host Test CPU, 4 cores)"
     assert fixture.machine.id == "test-gpu" and fixture.commit == "abcdef0"
     suites = [e.suite for e in fixture.entries]
-    assert (suites.count("kernels"), suites.count("accuracy"), suites.count("gan")) == (10, 4, 3)
+    assert (suites.count("kernels"), suites.count("accuracy"), suites.count("gan")) == (10, 4, 4)
 
 
 def test_kernel_table_ratios_and_bandwidth(fixture: results.Results) -> None:
@@ -68,9 +68,12 @@ def test_rendered_report_tables(fixture: results.Results, tmp_path: Path) -> Non
         "- empty Triton launch: 5.0 µs",
         "| 1 | 1 | 1.000 (0.105, 15 s) | 2.000 (0.693, 1 s) |",  # mean of 1.1 and 0.9
         "| 5 | 1 | -0.500 (inf, 30 s) | - |",
-        "| ring8 | js | 2 | 7.0/8 | 85.0 | 0.020 | 70 |",
-        "| ring8 | gan | 1 (1 stopped) | - | - | - | 10 |",
-        "| ring8 | PacGAN2 (published) | - | 7.9 | 95.6 | 0.07 | - |",
+        "| ring8 | js | 2 | 7.0 ± 1.4/8 [6] | 85.0 ± 7.1 [80.0] | 0.020 ± 0.014 [0.030] | 0/2 "
+        "| 70 |",
+        "| ring8 | gan | 1 (1 stopped) | - | - | - | 0/1 | 10 |",
+        "| ring8 | PacGAN2 (published) | - | 7.9 | 95.6 | 0.07 | - | - |",
+        "| ring8 | WGAN-GP (published) | - | 6.8 | - | - | - | - |",
+        "| js | 1 | 3.50 | 1.80 | 0.050 | 10.0 | 0.012 | 100 |",
         "commit abcdef0",
     ]
     for line in expected:
@@ -129,3 +132,15 @@ def test_recorded_results_all_load() -> None:
     assert recorded
     for path in recorded:
         assert results.load(path).entries, path
+
+
+def test_gan_target_needs_every_mode_the_quality_and_the_reverse_kl() -> None:
+    run = {"data": "ring8", "modes_captured": 8, "modes": 8, "high_quality": 97.0}
+    assert gan_tables.meets_target({**run, "reverse_kl": 0.02})
+    assert not gan_tables.meets_target({**run, "reverse_kl": 0.021})
+    assert not gan_tables.meets_target({**run, "reverse_kl": 0.0, "high_quality": 96.9})
+    assert not gan_tables.meets_target({**run, "reverse_kl": 0.0, "modes_captured": 7})
+    assert not gan_tables.meets_target({"data": "ring8", "error": "stopped", "seconds": 1.0})
+    grid = {"data": "grid25", "modes_captured": 25, "modes": 25, "reverse_kl": 0.01}
+    assert gan_tables.meets_target({**grid, "high_quality": 95.0})
+    assert not gan_tables.meets_target({**grid, "high_quality": 94.9})

@@ -141,6 +141,18 @@ def test_diverging_training_is_refused_or_warned_never_tight() -> None:
     assert has(est, "dominated by a few samples") and est.ci95[1] - est.ci95[0] > 10.0
 
 
+def test_few_rows_in_many_dimensions_are_validated_every_step_and_overfitting_is_named() -> None:
+    # 300 rows a side, d = 64, P = Q: full batches validated every 50 steps overfit before the
+    # first check (the validation objective below a constant critic's) and used to be refused
+    # as "lr may be too large"; full batches are now validated after every step.
+    rng = np.random.default_rng(0)
+    x_p, x_q = rng.normal(size=(300, 64)), rng.normal(size=(300, 64))
+    est = fdiv.estimate(x_p, x_q, "js")
+    assert est.ci95[0] <= 0.0 <= est.ci95[1] and abs(est.value) < 0.02, est
+    with pytest.raises(ValueError, match=r"overfits its 1.. \+ 1.. training rows in 64 dim"):
+        fdiv.estimate(x_p, x_q, "js", batch_size=64)  # mini-batches: validated every 50 steps
+
+
 def test_values_near_the_float64_limit_do_not_collapse_to_zero() -> None:
     x_p, x_q = shifted(2000, 2, 1.0)  # KL 0.5 nats at any common scale
     est = fit(x_p * 1e200, x_q * 1e200)

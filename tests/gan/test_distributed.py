@@ -47,8 +47,8 @@ def _worker(rank: int, port: int, root: str) -> None:
     for name in ("critic_update", "generator_update"):
         update = getattr(trainer, name)
 
-        def record(detailed: bool = False, update=update) -> dict[str, torch.Tensor]:
-            values = update(detailed)
+        def record(detailed: bool = False, *args: bool, update=update) -> dict[str, torch.Tensor]:
+            values = update(detailed, *args)
             local.update({k: float(v) for k, v in values.items()})
             return values
 

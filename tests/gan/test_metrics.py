@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from fdiv.gan.data import load_dataset
-from fdiv.gan.metrics import class_coverage, digits_classifier, mode_coverage
+from fdiv.gan import metrics
+from fdiv.gan.data import digit_images, load_dataset
+from fdiv.gan.metrics import (
+    class_coverage,
+    digits_classifier,
+    digits_features,
+    frechet_distance,
+    frechet_floor,
+    mode_coverage,
+)
 
 RING = load_dataset("ring8")
 
@@ -51,3 +59,71 @@ def test_digit_classifier_is_accurate_and_real_digits_cover_all_classes() -> Non
     assert result["classes_covered"] == 10 and result["class_kl"] < 0.02
     ones = class_coverage(digits.heldout(2500, torch.Generator().manual_seed(0))[:1].repeat(50, 1))
     assert ones["classes_covered"] == 1 and ones["class_kl"] == pytest.approx(math.log(10))
+
+
+def test_frechet_distance_matches_the_closed_form_of_two_gaussians() -> None:
+    """Exact sample moments: the rows +-1 around a mean give covariance diag(var) exactly, so the
+    closed form |mu_a - mu_b|^2 + sum (sqrt(a_i) - sqrt(b_i))^2 of commuting covariances holds
+    to rounding; a non-commuting pair is checked against scipy's general matrix square root."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+
+    def rows(mean: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+        d = len(mean)
+        signs = torch.cat([torch.eye(d), -torch.eye(d)]).double() * math.sqrt((2 * d - 1) / 2)
+        return mean + signs @ root.T  # sample covariance root @ root.T, sample mean `mean`
+
+    mean_a, mean_b = torch.tensor([0.0, 1.0, 2.0]).double(), torch.tensor([1.0, 1.0, 0.0]).double()
+    var_a, var_b = torch.tensor([1.0, 4.0, 0.25]).double(), torch.tensor([9.0, 1.0, 1.0]).double()
+    exact = float((mean_a - mean_b).square().sum() + (var_a.sqrt() - var_b.sqrt()).square().sum())
+    got = frechet_distance(rows(mean_a, var_a.sqrt().diag()), rows(mean_b, var_b.sqrt().diag()))
+    assert got == pytest.approx(exact, rel=1e-12)
+
+    root_a = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.1, -0.3, 0.5]]).double()
+    root_b = torch.tensor([[2.0, 0.0, 0.0], [-0.5, 1.0, 0.0], [0.3, 0.2, 0.7]]).double()
+    cov_a, cov_b = root_a @ root_a.T, root_b @ root_b.T
+    cross = scipy_linalg.sqrtm((cov_a @ cov_b).numpy()).real.trace()
+    exact = float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    got = frechet_distance(rows(mean_a, root_a), rows(mean_b, root_b))
+    assert got == pytest.approx(exact, rel=1e-10)
+    assert frechet_distance(rows(mean_a, root_a), rows(mean_a, root_a)) == pytest.approx(
+        0.0, abs=1e-12
+    )
+    with pytest.raises(ValueError, match=r"two \(N, d\) arrays"):
+        frechet_distance(torch.zeros(5, 3), torch.zeros(5, 2))
+
+
+def test_digits_frechet_floor_is_small_beside_noise_and_a_single_class() -> None:
+    """The training digits sit close to the held-out ones; uniform noise and a single digit class
+    sit far (measured: floor 1.80, one class 59-159, noise 233)."""
+    digits = load_dataset("digits")
+    held = digits_features(digits.parts[1])
+    floor = frechet_floor()
+    assert 0.5 < floor < 4.0
+    noise = torch.rand(2000, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert frechet_distance(digits_features(noise), held) > 20 * floor
+    _, labels = digit_images()
+    zeros = torch.from_numpy(digit_images()[0][labels == 0]).float()
+    assert frechet_distance(digits_features(zeros), held) > 10 * floor
+
+
+def test_digits_evaluation_uses_each_heldout_image_once_and_survives_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The held-out estimate sees the 359 held-out digits once each (no copies across its splits)
+    against as many generated images; a refusal is NaN plus a warning."""
+    digits = load_dataset("digits")
+    generator = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh())
+    generator.latent_dim = 4
+    seen: dict[str, object] = {}
+
+    def fake_estimate(p: torch.Tensor, q: torch.Tensor, divergence: str, **kw: object) -> object:
+        seen.update(p=p, q=q, **kw)
+        raise ValueError("training failed in fold 1")
+
+    monkeypatch.setattr(metrics, "estimate", fake_estimate)
+    with pytest.warns(UserWarning, match="held-out js estimate refused: training failed"):
+        result = metrics.evaluate(generator, digits, n=2500)
+    assert torch.equal(seen["p"], digits.parts[1]) and len(seen["q"]) == len(digits.parts[1])
+    assert math.isnan(result["heldout_js"]) and math.isnan(result["heldout_js_stderr"])
+    assert result["classes_covered"] >= 1 and result["frechet"] > result["frechet_floor"]
+    assert "held-out js estimate: refused" in metrics.describe(result)

@@ -129,6 +129,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
         ({"betas_d": (0.5, 1.5)}, "betas_d must be two numbers in"),
         ({"penalty": "gp"}, "penalty 'gp' is unknown"),
         ({"amp": True}, "amp .* needs a CUDA device"),
+        ({"top_k": 0.0}, "top_k must be a fraction in"),
+        ({"top_k": 1.5}, "top_k must be a fraction in"),
     ],
 )
 def test_bad_configuration_is_a_clear_value_error(
@@ -175,3 +177,59 @@ def test_logged_bound_terms_are_the_critic_loss_terms(tmp_path: Path) -> None:
     trainer = Trainer(tiny_config(divergence="kl"), tmp_path)
     record = trainer.train_step(detailed=True)
     assert record["critic_loss"] == pytest.approx(record["bound_q"] - record["bound_p"], abs=1e-6)
+
+
+def test_top_k_generator_step_is_the_loss_of_the_best_rated_samples(tmp_path: Path) -> None:
+    """At step s of S the generator trains on ceil((1 - (1 - top_k) s / S) B) samples: those with
+    the highest critic outputs (the same gradient as the loss of just those samples)."""
+    trainer = Trainer(tiny_config(divergence="js", top_k=0.5, steps=4), tmp_path)
+    trainer.step = 2  # fraction 1 - 0.5 * 2 / 4 = 0.75 of 32: 24 samples
+    generator = copy.deepcopy(trainer.generator)
+    noise_rng = torch.Generator()
+    noise_rng.set_state(trainer.noise_rng.get_state())
+
+    loss = trainer.generator_update()["generator_loss"]
+
+    v_q = trainer.critic(generator(torch.randn(32, 4, generator=noise_rng)))
+    kept = v_q.sort(descending=True).values[:24]
+    expected = fdiv.generator_loss(kept, "js")
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach())
+    assert not torch.allclose(expected, fdiv.generator_loss(v_q, "js"))
+    grads = [p.grad for p in generator.parameters()]
+    assert all(g is not None for g in grads)
+
+
+def test_lazy_penalty_is_the_full_penalty_weighted_k_times_on_every_kth_update(
+    tmp_path: Path,
+) -> None:
+    lazy = tiny_config(penalty="r1", r1_weight=0.5, penalty_every=2, n_critic=3)
+
+    def critic_after_one_update(config: TrainConfig, penalised: bool = True) -> torch.nn.Module:
+        trainer = Trainer(config, tmp_path / str(len(list(tmp_path.iterdir()))))
+        trainer.critic_update(penalised=penalised)
+        return trainer.critic
+
+    penalised = critic_after_one_update(lazy)
+    skipped = critic_after_one_update(lazy, penalised=False)
+    pairs = [
+        (penalised, critic_after_one_update(tiny_config(penalty="r1", r1_weight=1.0))),
+        (skipped, critic_after_one_update(tiny_config(penalty="none"))),
+    ]
+    for lazy_critic, full in pairs:
+        for p, q in zip(lazy_critic.parameters(), full.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    pairs_differ = zip(penalised.parameters(), skipped.parameters(), strict=True)
+    assert any(not torch.equal(p, q) for p, q in pairs_differ)
+
+    trainer, flags = Trainer(lazy, tmp_path / "schedule"), []
+    update = trainer.critic_update
+
+    def record(detailed: bool, penalised: bool) -> dict[str, torch.Tensor]:
+        flags.append(penalised)
+        return update(detailed, penalised)
+
+    trainer.critic_update = record  # type: ignore[method-assign]
+    trainer.train_step()
+    trainer.train_step()
+    assert flags == [True, False, True, False, True, False]  # updates 0-5 of n_critic 3, k = 2
