@@ -50,14 +50,22 @@ def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
     )
 
 
-def partition_ess(v_q: Tensor) -> str | None:
-    """Effective sample size (sum w)^2 / sum w^2 of w = exp(v) on Q's held-out rows."""
-    w = torch.exp(v_q.double() - v_q.double().max())
+def partition_ess(v_q: Tensor, power: int = 1) -> str | None:
+    """Effective sample size (sum w)^2 / sum w^2 of w = exp(power * v) on Q's held-out rows.
+
+    ``power`` 1: the DV partition term E_Q[p/q]; 2: the chi2 term E_Q[(p/q)^2] of pearson.
+    """
+    w = torch.exp(power * v_q.double() - power * v_q.double().max())
     ess = float(w.sum() ** 2 / (w * w).sum())
     if ess >= MIN_PARTITION_ESS:
         return None
+    term = (
+        "the partition term (a mean of exp(log-ratio))"
+        if power == 1
+        else ("the chi2 term (a mean of the squared density ratio)")
+    )
     return (
-        f"the partition term (a mean of exp(log-ratio)) is dominated by a few samples "
+        f"{term} is dominated by a few samples "
         f"(effective sample size {ess:.1f} of {len(v_q)}): its value and interval are unreliable"
     )
 

@@ -294,9 +294,11 @@ def _warnings(
     found.append(diagnostics.separation(v_p, v_q, n))
     if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value
         found.append(diagnostics.heavy_tail(-v_q if div.family == "reverse_kl" else v_p))
-    if bound == "dv":  # the partition term averages exp(log-ratio) over the second set
+    if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
         ess = [
-            diagnostics.partition_ess(-r.v_p if div.family == "reverse_kl" else r.v_q)
+            diagnostics.partition_ess(r.v_q, power=2)
+            if div.family == "pearson"
+            else diagnostics.partition_ess(-r.v_p if div.family == "reverse_kl" else r.v_q)
             for r in results
         ]
         found.append(next((w for w in ess if w is not None), None))

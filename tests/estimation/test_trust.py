@@ -59,6 +59,19 @@ def test_partition_ess_check() -> None:
     assert "effective sample size 3.0 of 1000" in diagnostics.partition_ess(v_q)
 
 
+def test_pearson_chi2_term_dominated_by_a_few_rows_is_named() -> None:
+    """On Q = N(0, 1) rows, the exact log ratio of P = N(0, 2^2) (chi2 infinite: p^2/q grows as
+    exp(x^2/4)) leaves a handful of rows carrying the squared ratio; P = N(0.3, 1) (chi2
+    e^0.09 - 1) spreads it (ESS e^-0.36 N = 70% of N)."""
+    x = torch.randn(10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    wide = -math.log(2.0) - x**2 / 8 + x**2 / 2
+    shifted = 0.3 * x - 0.045
+    message = diagnostics.partition_ess(wide, power=2)
+    assert message is not None and message.startswith("the chi2 term")
+    assert diagnostics.partition_ess(shifted, power=2) is None
+    assert diagnostics.partition_ess(wide, power=1) is None  # E_Q[p/q] = 1 is well estimated
+
+
 def test_validation_test_disagreement_check() -> None:
     assert "fold 2: validation (1 nats) and test (1.5 nats)" in diagnostics.test_disagrees(
         1, 1.0, 0.005, 1.5, 0.005
