@@ -51,7 +51,7 @@ DIGITS_HEADER = [
     "seeds",
     "Frechet distance",
     "floor (training images)",
-    "held-out JS (nats)",
+    "held-out JS (nats) [its se]",
     "classes covered",
     "class KL (nats)",
     "mean s",
@@ -141,13 +141,14 @@ def digits_rows(entries: Sequence[Entry]) -> list[list[str]]:
             rows.append([divergence, seeds, *["-"] * 5, seconds])
             continue
         js = [r["heldout_js"] for r in ok]
+        se = statistics.mean(r["heldout_js_stderr"] for r in ok)
         rows.append(
             [
                 divergence,
                 seeds,
                 _spread([r["frechet"] for r in ok], 2),
                 f"{ok[0]['frechet_floor']:.2f}",
-                _spread(js, 3) if all(math.isfinite(v) for v in js) else "inf",
+                f"{_spread(js, 3)} [{se:.2f}]" if all(math.isfinite(v) for v in js) else "-",
                 _spread([r["classes_covered"] for r in ok], 1),
                 _spread([r["class_kl"] for r in ok], 3),
                 seconds,

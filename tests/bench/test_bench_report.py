@@ -73,7 +73,7 @@ def test_rendered_report_tables(fixture: results.Results, tmp_path: Path) -> Non
         "| ring8 | gan | 1 (1 stopped) | - | - | - | 0/1 | 10 |",
         "| ring8 | PacGAN2 (published) | - | 7.9 | 95.6 | 0.07 | - | - |",
         "| ring8 | WGAN-GP (published) | - | 6.8 | - | - | - | - |",
-        "| js | 1 | 3.50 | 1.80 | 0.050 | 10.0 | 0.012 | 100 |",
+        "| js | 1 | 3.50 | 1.80 | 0.050 [0.01] | 10.0 | 0.012 | 100 |",
         "commit abcdef0",
     ]
     for line in expected:
