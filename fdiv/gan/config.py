@@ -41,7 +41,8 @@ PENALTIES: tuple[str, ...] = ("auto", "none", *_KERNEL_PENALTIES)
 #: (r1 1 -> 0.01: 81% -> 91% at 7,000 steps; no penalty loses modes). Applying the penalty on
 #: every 4th step only (4 times as heavy) makes a step ~20% cheaper, which buys the length
 #: (grid25 seeds 3, 4: 96.5% / 92.8% at 18,000 steps, 97.2% / 96.7% at 22,000 lazy, in about the
-#: same time; batch 512 at 11,000 steps: 91.6% / 93.8%); top-k training is off (ring8, one seed:
+#: same time; batch 512 at 11,000 steps: 91.6% / 93.8%; 25,000 lifted grid25 seed 1 from 94.3% to
+#: 95.9% but took 177-187 s a run, at the 3-minute budget); top-k training is off (ring8, one seed:
 #: 97.5% without, 96.3% with top_k 0.5). The networks work in
 #: standardised coordinates (see fdiv.gan.models), so one row serves every data scale. wgan-gp
 #: keeps the usual n_critic 5 and betas (0.5, 0.9) with the penalty weight 0.1 that Gulrajani et
