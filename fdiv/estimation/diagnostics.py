@@ -62,7 +62,7 @@ def partition_ess(v_q: Tensor, power: int = 1) -> str | None:
     term = (
         "the partition term (a mean of exp(log-ratio))"
         if power == 1
-        else ("the chi2 term (a mean of the squared density ratio)")
+        else "the chi2 term (a mean of the squared density ratio)"
     )
     return (
         f"{term} is dominated by a few samples "

@@ -106,6 +106,7 @@ class Trainer:
         self.noise_rng = torch.Generator().manual_seed(_seed(config.seed, rank, 1))
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self.last_penalty: Tensor | None = None  # of the latest penalised critic update
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -146,7 +147,8 @@ class Trainer:
         """One Adam step of the critic on a fresh batch; its loss (and more when ``detailed``).
 
         A ``penalised`` update adds the gradient penalty, weighted ``penalty_every`` times; a
-        ``detailed`` one reports the penalty at the configured weight (computed if not applied).
+        ``detailed`` one reports the penalty at the configured weight of the latest penalised
+        update (computed here only when none happened yet in this process).
         """
         x_real, z = self._batch()
         with torch.no_grad(), self._autocast():
@@ -159,10 +161,12 @@ class Trainer:
         total = loss
         if self.penalty != "none" and penalised:
             penalty = self._penalty(x_real, x_fake)
-            out["penalty"] = penalty.detach()
+            self.last_penalty = penalty.detach()
             total = loss + self.config.penalty_every * penalty
-        elif self.penalty != "none" and detailed:
-            out["penalty"] = self._penalty(x_real, x_fake).detach()
+        elif self.penalty != "none" and detailed and self.last_penalty is None:
+            self.last_penalty = self._penalty(x_real, x_fake).detach()
+        if self.penalty != "none" and detailed:
+            out["penalty"] = self.last_penalty
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         if detailed:
