@@ -295,9 +295,11 @@ def _warnings(
     if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value
         found.append(diagnostics.heavy_tail(-v_q if div.family == "reverse_kl" else v_p))
     if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
-        power = 2 if div.family == "pearson" else 1
-        sides = [-r.v_p if div.family == "reverse_kl" else r.v_q for r in results]
-        ess = [diagnostics.partition_ess(side, power) for side in sides]
+        if div.family == "pearson":  # E_P[p/q] and E_Q[(p/q)^2]
+            terms = [(side, power) for r in results for side, power in ((r.v_p, 1), (r.v_q, 2))]
+        else:
+            terms = [(-r.v_p if div.family == "reverse_kl" else r.v_q, 1) for r in results]
+        ess = [diagnostics.partition_ess(side, power) for side, power in terms]
         found.append(next((w for w in ess if w is not None), None))
     if bound == "smile":
         found.append(diagnostics.smile_clip_active(v_p, clip))
