@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fdiv.divergences.registry import FDivergence, get
+from fdiv.estimation.features import MarginalGaussian
 from fdiv.estimation.result import Z95
 from fdiv.losses import dv_bound, smile_bound, variational_bound
 
@@ -109,15 +110,24 @@ def fold_tensors(
     split_q: Split,
     dev: torch.device,
     dtype: torch.dtype,
+    gaussianise: bool = False,
 ) -> tuple[tuple[Tensor, Tensor], ...]:
     """The (P, Q) tensors of train, validation and test, standardised with the moments of the
-    pooled train rows (so nothing about the test rows enters)."""
-    mean, std = moments(np.concatenate([x_p[split_p.train], x_q[split_q.train]]))
+    pooled train rows (so nothing about the test rows enters). ``gaussianise`` appends each
+    row's marginal Gaussianisation (:class:`MarginalGaussian` fitted on the same pooled train
+    rows): 2 d columns."""
+    train = np.concatenate([x_p[split_p.train], x_q[split_q.train]])
+    mean, std = moments(train)
+    to_z = MarginalGaussian(train) if gaussianise else None
+
+    def features(x: np.ndarray) -> Tensor:
+        u = (x - mean) / std
+        if to_z is not None:
+            u = np.concatenate([u, to_z(x)], axis=1)
+        return torch.from_numpy(u).to(dev, dtype)
+
     return tuple(
-        tuple(
-            torch.from_numpy((x[getattr(split, part)] - mean) / std).to(dev, dtype)
-            for x, split in ((x_p, split_p), (x_q, split_q))
-        )
+        tuple(features(x[getattr(split, part)]) for x, split in ((x_p, split_p), (x_q, split_q)))
         for part in ("train", "validation", "test")
     )
 
@@ -250,9 +260,9 @@ def fit_fold(
     if best_value < floor:
         fitted = max(train for _, _, train, _ in history) > floor + 2 * FAIL_MARGIN
         cause = (
-            f"the critic overfits its {len(train_p)} + {len(train_q)} training rows in "
-            f"{train_p.shape[1]} dimensions (it fits them better than a constant critic): try "
-            "a smaller critic, a lower lr or more samples"
+            f"the critic overfits its {len(train_p)} + {len(train_q)} training rows (it fits "
+            "them better than a constant critic): try a smaller critic, a lower lr or more "
+            "samples"
             if fitted
             else f"lr={lr} may be too large"
         )

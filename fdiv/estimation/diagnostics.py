@@ -84,7 +84,8 @@ def heavy_tail(v_p: Tensor) -> str | None:
         f"the estimated log-ratio on P has a heavy upper tail (Hill index {index:.2f} on its top "
         f"{k} rows, below {HEAVY_TAIL_INDEX:g}): the value rests on a few far rows of P where Q "
         "has no samples, so the critic extrapolates there; expect the estimate to be too low "
-        "(heavy tails, far components) and the interval to be too narrow"
+        "(heavy tails, far components): the interval's upper end is open (inf), as these "
+        "samples bound the divergence only from below"
     )
 
 

@@ -233,15 +233,18 @@ def _variational(
     with torch.random.fork_rng(devices=cuda_indices(dev)):
         torch.manual_seed(seed)
         for fold, (split_p, split_q) in enumerate(splits):
-            # a user's critic is copied: left untouched, the same start in every fold
+            # a user's critic is copied: left untouched, the same start in every fold; the
+            # default one also sees the marginal Gaussianisation (features.py): 2 d inputs
             net = (
-                MLPCritic(x_p.shape[1], DEFAULT_HIDDEN) if critic is None else copy.deepcopy(critic)
+                MLPCritic(2 * x_p.shape[1], DEFAULT_HIDDEN)
+                if critic is None
+                else copy.deepcopy(critic)
             )
             net = net.to(dev)
             dtype = next(
                 (t.dtype for t in net.parameters() if t.is_floating_point()), torch.float32
             )
-            data = fold_tensors(x_p, x_q, split_p, split_q, dev, dtype)
+            data = fold_tensors(x_p, x_q, split_p, split_q, dev, dtype, gaussianise=critic is None)
             results.append(
                 fit_fold(net, data, fold, div, bound, clip, generator, bar=bar, **training)
             )
@@ -252,6 +255,11 @@ def _variational(
     # lies entirely below it (a slightly overfit critic on P = Q) is extended to reach it
     high = max(high, div.value_range[0])
     n_test = (sum(len(r.v_p) for r in results), sum(len(r.v_q) for r in results))
+    warnings, heavy_tail = _warnings(results, div, bound, clip, min(n_test))
+    if heavy_tail:
+        # the value rests on far rows of P that no row of Q pins down: a lower bound is all
+        # these samples certify (no finite sample bounds a divergence from above)
+        high = math.inf
     return Estimate(
         value=value,
         stderr=stderr,
@@ -269,14 +277,15 @@ def _variational(
         seconds=0.0,
         history=tuple(row for r in results for row in r.history),
         method="variational",
-        warnings=_warnings(results, div, bound, clip, min(n_test)),
+        warnings=warnings,
         folds=folds,
     )
 
 
 def _warnings(
     results: list[FoldResult], div: FDivergence, bound: str, clip: float, n: int
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], bool]:
+    """The warnings, and whether the log-ratio's tail on P is heavy (the upper end is open)."""
     found: list[str | None] = []
     for fold, r in enumerate(results):
         if r.diverged_at is not None:
@@ -292,8 +301,10 @@ def _warnings(
     v_p = torch.cat([r.v_p for r in results])
     v_q = torch.cat([r.v_q for r in results])
     found.append(diagnostics.separation(v_p, v_q, n))
+    tail = None
     if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value
-        found.append(diagnostics.heavy_tail(-v_q if div.family == "reverse_kl" else v_p))
+        tail = diagnostics.heavy_tail(-v_q if div.family == "reverse_kl" else v_p)
+        found.append(tail)
     if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
         if div.family == "pearson":  # E_P[p/q] and E_Q[(p/q)^2]
             terms = [(side, power) for r in results for side, power in ((r.v_p, 1), (r.v_q, 2))]
@@ -303,7 +314,7 @@ def _warnings(
         found.append(next((w for w in ess if w is not None), None))
     if bound == "smile":
         found.append(diagnostics.smile_clip_active(v_p, clip))
-    return tuple(w for w in found if w is not None)
+    return tuple(w for w in found if w is not None), tail is not None
 
 
 def _telescoping(

@@ -54,6 +54,7 @@ class Estimate:
         for key in ("value", "stderr"):
             if not math.isfinite(out[key]):
                 out[key] = str(out[key])
+        out["ci95"] = [x if math.isfinite(x) else str(x) for x in out["ci95"]]
         return out
 
     def __str__(self) -> str:
