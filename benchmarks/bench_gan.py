@@ -4,8 +4,9 @@ Each configuration trains once with the default :class:`TrainConfig` on the CPU 
 records modes captured, high-quality %, reverse KL (nats), seconds and, for the first seed, 500
 generated points in ``benchmark.extra_info["figures"]`` (see ``fdiv.bench.results``); the report
 gives mean ± sd over seeds beside the published numbers and the targets. The digits runs (the
-convolutional pair, ``DIGITS_SETTINGS``) record the Frechet distance in our digits classifier's
-features, its floor, the held-out JS estimate, the classes covered and 64 generated images. A
+convolutional pair at the digits defaults, ``fdiv.gan.config.DATA_DEFAULTS``) record the Frechet
+distance in our digits classifier's features, its floor, the held-out JS estimate, the classes
+covered and 64 generated images. A
 last benchmark times one training step with the fused losses against eager autograd losses.
 
 Run (select with environment variables, comma-separated)::
@@ -46,14 +47,6 @@ DATASETS = _selection("FDIV_GAN_DATASETS", "ring8,grid25")
 SEEDS = [int(s) for s in _selection("FDIV_GAN_SEEDS", "0")]
 DIGITS_DIVERGENCES = _selection("FDIV_GAN_DIGITS", "js")
 DIGITS_SEEDS = [int(s) for s in _selection("FDIV_GAN_DIGITS_SEEDS", "0")]
-#: The digits runs' settings beside the loss defaults: about two CPU minutes a run, and the r1
-#: weight 1 (the toy sets' 0.01 lets kl collapse to one digit class, Frechet 309; weight 1: 5.8).
-DIGITS_SETTINGS: dict[str, Any] = {
-    "steps": 3000,
-    "batch_size": 128,
-    "channels": 32,
-    "r1_weight": 1.0,
-}
 
 
 @pytest.fixture(autouse=True)
@@ -120,9 +113,7 @@ def test_digits(
     benchmark: Any, figures: Callable[..., None], tmp_path: Path, divergence: str, seed: int
 ) -> None:
     """The convolutional pair on the 8x8 digits: Frechet distance, held-out JS, 64 samples."""
-    config = TrainConfig(
-        data="digits", divergence=divergence, seed=seed, device="cpu", **DIGITS_SETTINGS
-    )
+    config = TrainConfig(data="digits", divergence=divergence, seed=seed, device="cpu")
     outcome = _train(benchmark, config, tmp_path / "run")
     figures(data="digits", divergence=divergence, seed=seed, config=config.to_dict(), **outcome)
     if seed == DIGITS_SEEDS[0] and "error" not in outcome:

@@ -198,8 +198,13 @@ def is_task_suite(entries: Sequence[Entry]) -> bool:
 
 
 def _coverage(runs: Sequence[dict[str, Any]]) -> str:
-    checked = [r["covered"] for r in runs if r.get("covered") is not None]
-    return f"{sum(checked)}/{len(checked)}" if checked else "-"
+    """k/n runs whose interval holds the truth, and how many of the n were one-sided."""
+    checked = [r for r in runs if r.get("covered") is not None]
+    if not checked:
+        return "-"
+    open_ended = sum(1 for r in checked if math.isinf(float(r.get("ci95", [0.0, 0.0])[1])))
+    text = f"{sum(r['covered'] for r in checked)}/{len(checked)}"
+    return text + (f" ({open_ended} one-sided)" if open_ended else "")
 
 
 def _error(figures: dict[str, Any]) -> float:
@@ -283,7 +288,8 @@ def _task_section(section: Section, plot: Path | None) -> list[str]:
     lines = [f"### {section.results.machine.label}", "", _provenance(section), ""]
     lines += [
         f"Seeds {seeds}. abs log ratio: |log(estimate / truth)| (inf: estimate <= 0); coverage: "
-        "runs whose 95% interval holds the truth (widened by 2 Monte Carlo stderr of the truth); "
+        "runs whose 95% interval holds the truth (widened by 2 Monte Carlo stderr of the truth; "
+        "one-sided: upper end open, after a heavy-tail warning); "
         "warned: runs that carried a warning.",
         "",
         *_table(SUMMARY_HEADER, method_summary(section.entries)),

@@ -5,7 +5,9 @@ cross-fits ``folds`` critics (:mod:`fdiv.estimation.crossfit`): each is trained 
 train rows, selected (early stopping) on its validation rows and reported on its test fold,
 which it never saw. The value is the midpoint of the folds' held-out (biased low) and in-sample
 (biased high) bounds, and the interval spans both, widened by the held-out standard error
-(pooled test-split noise plus the between-fold spread). All values are in nats.
+(pooled test-split noise plus the between-fold spread). Where the log-ratio on P has a heavy
+upper tail (far rows of P that no row of Q pins down) the interval's upper end is open: a
+lower bound is all such samples certify. All values are in nats.
 
 Training objective. Every critic, whatever the divergence and bound, is trained and selected
 with the logistic (``gan``) objective, whose optimum is v* = log p/q: it is bounded per sample
@@ -97,8 +99,10 @@ def estimate(
     divergence; NWJ for kl), ``"dv"`` (kl, reverse_kl) or ``"smile"`` (kl only, ``clip`` is
     SMILE's), ``"auto"`` = dv for kl and reverse_kl, fdual otherwise. ``critic``: any module
     mapping (B, d) to (B,) or (B, 1), trained as a log-ratio estimate (logistic loss), copied
-    per fold (default :class:`MLPCritic` with ``DEFAULT_HIDDEN``); samples are
-    standardised with each fold's pooled train moments and cast to its dtype. ``folds``
+    per fold; samples are standardised with each fold's pooled train moments and cast to its
+    dtype. The default critic (:class:`MLPCritic` with ``DEFAULT_HIDDEN``) sees 2 d inputs:
+    the standardised sample and its marginal Gaussianisation (:mod:`fdiv.estimation.features`,
+    fitted on the same rows), which f-divergences are invariant to. ``folds``
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
     ``eval_every`` steps (every step when one batch holds all training rows), stop after

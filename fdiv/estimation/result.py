@@ -26,6 +26,7 @@ class Estimate:
     critic was kept (over folds); ``steps`` the most steps a fold trained. ``method`` names what
     ran ("variational", "knn", "telescoping"), ``reason`` why (for ``method="auto"``) and
     ``warnings`` what may make the value untrustworthy (empty when nothing was detected).
+    ``ci95``'s upper end is inf when the samples bound the divergence only from below.
     """
 
     value: float

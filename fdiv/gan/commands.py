@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fdiv.gan import metrics, plots
-from fdiv.gan.config import LOSS_DEFAULTS, TrainConfig, option_types
+from fdiv.gan.config import DATA_DEFAULTS, LOSS_DEFAULTS, TrainConfig, option_types
 from fdiv.gan.data import load_dataset
 from fdiv.gan.models import generate
 from fdiv.gan.trainer import NonFiniteLossError, load_generator, resume, train
@@ -65,13 +65,16 @@ def _given_flag(name: str, value: object) -> str:
 
 
 def _default(name: str, default: object) -> str:
-    """The default as help text; per loss (from LOSS_DEFAULTS) where the field's default is None."""
+    """The default as help text; per loss and data (LOSS_DEFAULTS, DATA_DEFAULTS) where the
+    field's default is None."""
     if default is not None:
         return _text(default)
     common = LOSS_DEFAULTS["*"][name]
     rows = [
-        (f"{loss}: ", row[name])
-        for loss, row in LOSS_DEFAULTS.items()
+        (f"{key}: ", row[name])
+        for key, row in (
+            LOSS_DEFAULTS | {f"--data {k}": v for k, v in DATA_DEFAULTS.items()}
+        ).items()
         if row.get(name, common) != common
     ]
     return "; ".join(f"{label}{_text(value)}" for label, value in [("", common), *rows])

@@ -55,6 +55,16 @@ def test_method_summary_pools_tasks() -> None:
     assert rows[1][:6] == ["kl", "knn", "1", "inf", "inf", "-"]
 
 
+def test_coverage_counts_one_sided_intervals() -> None:
+    runs = [
+        run("c", "auto", 1.0, True, ci95=[0.5, math.inf], warnings=["heavy"]),
+        run("c", "auto", 1.9, True, seed=1, ci95=[1.5, 2.5]),
+        run("c", "auto", 1.0, False, seed=2, ci95=[0.8, 1.2]),
+    ]
+    assert report.task_tables(runs)["c"][0][6] == "2/3 (1 one-sided)"
+    assert report.method_summary(runs)[0][5] == "2/3 (1 one-sided)"
+
+
 def test_task_suite_renders_and_plots(tmp_path: Path) -> None:
     assert report.is_task_suite(ENTRIES)
     png = plots.task_errors(tmp_path / "t.png", ENTRIES, "title")

@@ -140,6 +140,21 @@ def test_bad_configuration_is_a_clear_value_error(
         train(tiny_config(**overrides), tmp_path / "run")
 
 
+def test_image_data_take_their_own_defaults_before_the_losses() -> None:
+    # the digits row (DATA_DEFAULTS) wins over the loss rows; what a user gives wins over both
+    for loss in ("kl", "wgan-gp"):
+        config = TrainConfig(data="digits", divergence=loss)
+        assert (config.steps, config.batch_size, config.channels, config.r1_weight) == (
+            3000, 128, 32, 1.0,
+        )  # fmt: skip
+    assert TrainConfig(data="digits", divergence="wgan-gp").n_critic == 5  # the loss row stays
+    toy = TrainConfig(data="grid25", divergence="kl")
+    assert (toy.steps, toy.batch_size, toy.channels, toy.r1_weight) == (22000, 256, 64, 0.01)
+    given = TrainConfig(data="digits", steps=10, r1_weight=0.5, batch_size=64)
+    assert (given.steps, given.r1_weight, given.batch_size) == (10, 0.5, 64)
+    assert TrainConfig.from_dict(given.to_dict()) == given
+
+
 def test_resume_needs_a_checkpoint_and_train_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no checkpoint in this directory"):
         resume(tmp_path)

@@ -1,0 +1,105 @@
+"""Marginal Gaussianisation (fdiv.estimation.features) against scipy's ranks and normal
+quantiles, and what it buys the default estimate on a density that blows up at the faces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import ndtri
+from scipy.stats import rankdata
+
+import fdiv
+from fdiv.estimation.critics import MLPCritic
+from fdiv.estimation.crossfit import Split, fold_tensors
+from fdiv.estimation.features import MarginalGaussian
+
+
+def reference(rows: np.ndarray) -> np.ndarray:
+    """Phi^-1((average rank - 1/2) / n) per column: scipy's ranks, ties averaged."""
+    return ndtri((rankdata(rows, axis=0) - 0.5) / len(rows))
+
+
+def test_fitted_rows_map_to_mid_rank_normal_quantiles() -> None:
+    rng = np.random.default_rng(0)
+    rows = np.column_stack(
+        [rng.lognormal(size=500), rng.beta(0.5, 0.5, size=500), rng.standard_t(2, size=500)]
+    )
+    assert np.abs(MarginalGaussian(rows)(rows) - reference(rows)).max() < 1e-12
+
+
+def test_tied_values_share_their_average_rank() -> None:
+    rows = np.array([[0.0], [1.0], [1.0], [1.0], [2.0], [5.0]])
+    z = MarginalGaussian(rows)(rows)
+    assert np.abs(z - reference(rows)).max() < 1e-12
+    assert z[1, 0] == z[2, 0] == z[3, 0]
+
+
+def test_an_increasing_map_of_the_data_changes_nothing_at_the_fitted_rows() -> None:
+    rows = np.random.default_rng(1).normal(size=(300, 2))
+    z = MarginalGaussian(rows)(rows)
+    assert np.abs(MarginalGaussian(np.exp(3 * rows))(np.exp(3 * rows)) - z).max() < 1e-12
+
+
+def test_new_rows_are_interpolated_and_extrapolated_in_order() -> None:
+    rows = np.random.default_rng(2).normal(size=(400, 1))
+    to_z = MarginalGaussian(rows)
+    lo, hi = rows.min(), rows.max()
+    x = np.linspace(lo - 5.0, hi + 5.0, 2001)[:, None]
+    z = to_z(x)[:, 0]
+    assert np.all(np.diff(z) > 0)  # strictly increasing, also past the fitted range
+    knots = to_z(np.array([[lo], [hi]]))[:, 0]
+    # continuous at the ends: a step of 1e-9 past them moves z by ~1e-9 times the slope
+    edge = to_z(np.array([[lo - 1e-9], [hi + 1e-9]]))[:, 0]
+    assert np.abs(edge - knots).max() < 1e-7
+    # within the range, halfway between two neighbouring knots is halfway in z
+    a, b = np.sort(rows[:, 0])[10:12]
+    za, zb, zm = to_z(np.array([[a], [b], [(a + b) / 2]]))[:, 0]
+    assert zm == pytest.approx((za + zb) / 2, abs=1e-12)
+
+
+def test_a_constant_coordinate_maps_to_zero_and_bad_shapes_are_refused() -> None:
+    rows = np.column_stack([np.full(50, 3.0), np.arange(50.0)])
+    to_z = MarginalGaussian(rows)
+    assert np.all(to_z(np.array([[3.0, 1.0], [7.0, 2.0]]))[:, 0] == 0.0)
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        to_z(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="non-empty"):
+        MarginalGaussian(np.zeros((0, 2)))
+
+
+def test_fold_tensors_fit_the_map_on_the_pooled_train_rows_only() -> None:
+    rng = np.random.default_rng(3)
+    x_p, x_q = rng.normal(size=(60, 2)), rng.exponential(size=(60, 2))
+    rows = np.arange(60)
+    split = Split(rows[:30], rows[30:45], rows[45:])
+    (train_p, train_q), _, (test_p, _) = fold_tensors(
+        x_p, x_q, split, split, torch.device("cpu"), torch.float64, gaussianise=True
+    )
+    assert train_p.shape == (30, 4)
+    train = np.concatenate([x_p[:30], x_q[:30]])
+    z = reference(train)
+    assert np.abs(torch.cat([train_p, train_q])[:, 2:].numpy() - z).max() < 1e-12
+    expected = MarginalGaussian(train)(x_p[45:])  # the test rows did not shape the map
+    assert np.abs(test_p[:, 2:].numpy() - expected).max() < 1e-12
+
+
+def test_a_density_that_blows_up_at_the_faces_is_no_longer_missed() -> None:
+    # arcsine (Beta(1/2, 1/2)) vs uniform on the square: KL = 2 log(4 / pi) = 0.4831 nats, its
+    # log-ratio -log(x (1 - x)) / 2 per coordinate singular at the faces, smooth in the
+    # Gaussianised coordinates. Measured with these settings, seeds 0-3: the default estimate
+    # 0.53, 0.43, 0.54, 0.54 (within 12%, every interval holds the truth); the same critic on
+    # the raw coordinates only 0.36, 0.28, 0.32, 0.32, every interval below the truth.
+    truth = 2 * math.log(4 / math.pi)
+    rng = np.random.default_rng(0)
+    x_p, x_q = rng.beta(0.5, 0.5, size=(3000, 2)), rng.uniform(size=(3000, 2))
+    fast = {"steps": 600, "batch_size": 512, "eval_every": 25, "patience": 200}
+    est = fdiv.estimate(x_p, x_q, **fast)
+    assert abs(math.log(est.value / truth)) < math.log(1.25), est
+    assert est.ci95[0] <= truth <= est.ci95[1], est
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        raw = fdiv.estimate(x_p, x_q, critic=MLPCritic(2, (128, 128)), **fast)
+    assert raw.ci95[1] < truth, raw  # the control: without the map the critic misses
