@@ -95,9 +95,9 @@ def test_knn_method(tmp_path: Path, capsys) -> None:
 def test_warnings_go_to_stderr_and_json(tmp_path: Path, capsys) -> None:
     far = save(tmp_path / "far.npy", P[:, :1] + 100.0)  # 1-D, 100 standard deviations apart
     p, out_json = save(tmp_path / "p.npy", P[:, :1]), tmp_path / "far.json"
-    code, out, err = run(capsys, p, far, "--json", str(out_json))
+    code, out, err = run(capsys, p, far, "--method", "knn", "--json", str(out_json))
     result = json.loads(out_json.read_text())
-    assert code == 0 and "method: knn (kl in d = 1 <= 1" in out
+    assert code == 0 and "method: knn (method='knn' was requested)" in out
     assert "fdiv: warning: P and Q barely overlap" in err
     assert any("barely overlap" in w for w in result["warnings"])
 
@@ -160,12 +160,12 @@ def test_help_renders(capsys) -> None:
         assert "estimate" in capsys.readouterr().out
 
 
-def test_same_one_dimensional_file_avoids_knn_and_holds_zero(tmp_path: Path, capsys) -> None:
-    """In 1-D auto would pick kNN, whose zero distances between repeated rows make it certain
-    of a wrong value; repeated rows send auto to the cross-fitted variational estimate."""
+def test_same_one_dimensional_file_holds_zero(tmp_path: Path, capsys) -> None:
+    """In 1-D too auto cross-fits the variational estimate (kNN's zero distances between
+    repeated rows would make it certain of a wrong value); its splits keep equal rows together."""
     p, out_json = save(tmp_path / "p1.npy", P[:, :1]), tmp_path / "same1.json"
     code, _, _ = run(capsys, p, p, "--steps", "200", "--json", str(out_json))
     result = json.loads(out_json.read_text())
     low, high = result["ci95"]
-    assert code == 0 and result["method"] == "variational" and "repeated" in result["reason"]
+    assert code == 0 and result["method"] == "variational"
     assert low <= 0.0 <= high

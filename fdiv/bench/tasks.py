@@ -725,7 +725,25 @@ def _one_d_shift(kl: float = 5.0) -> Task:
     )
 
 
+def _bimodal_vs_gaussian(dim: int = 1, a: float = 2.0) -> Task:
+    return Task(
+        f"bimodal-vs-gauss-d{dim}",
+        "mixture",
+        f"two unit Gaussians at +-{a:g} vs the moment-matched Gaussian N(0, 1 + {a:g}^2)",
+        _mixture([np.full(dim, a), np.full(dim, -a)], [1, 1]),
+        Gaussian.standard(dim, 1.0 + a * a),
+        pearson_finite=True,
+    )
+
+
 def _build() -> dict[str, Task]:
+    one_d = [  # one dimension: where kNN once looked best
+        _student_vs_gaussian(3.0, 1),
+        _lognormal(1),
+        _arcsine_vs_uniform(1),
+        _bimodal_vs_gaussian(1),
+        _one_d_shift(1.0),
+    ]
     tasks = [
         *(_student_vs_gaussian(nu) for nu in (3.0, 5.0, 10.0)),
         _gaussian_vs_student(),
@@ -743,6 +761,7 @@ def _build() -> dict[str, Task]:
         _laplace_vs_gaussian(),
         _lognormal(),
         _narrow_q(),
+        *one_d,
     ]
     return {task.name: task for task in tasks}
 

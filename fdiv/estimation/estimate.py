@@ -47,7 +47,7 @@ from fdiv.estimation.crossfit import (
     fit_fold,
     fold_tensors,
 )
-from fdiv.estimation.knn import REPEATED_SHARE, knn_estimate, repeated_share
+from fdiv.estimation.knn import knn_estimate
 from fdiv.estimation.result import Estimate, interval
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.progress import progress as progress_bar
@@ -124,15 +124,7 @@ def estimate(
         )
     dev = resolve_device(device)
     explicit = bound != "auto" or critic is not None
-    chosen, reason = choose_method(method, div, x_p.shape[1], explicit)
-    if chosen == "knn" and method == "auto" and repeated_share(x_p, x_q) > REPEATED_SHARE:
-        chosen, reason = (
-            "variational",
-            (
-                f"kl in d = {x_p.shape[1]}, but more than {REPEATED_SHARE:.0%} of P's rows are "
-                "repeated, which kNN's continuous-density assumption cannot take: cross-fitted DV"
-            ),
-        )
+    chosen, reason = choose_method(method, div, explicit)
     if chosen == "knn":
         return dataclasses.replace(knn_estimate(x_p, x_q, k), reason=reason)
     if chosen == "telescoping":

@@ -38,7 +38,7 @@ from torch import Tensor
 from fdiv.estimation.result import Estimate, interval
 from fdiv.io import as_samples
 
-__all__ = ["REPEATED_SHARE", "SEPARATED_SHARE", "knn_estimate", "knn_kl", "repeated_share"]
+__all__ = ["REPEATED_SHARE", "SEPARATED_SHARE", "knn_estimate", "knn_kl"]
 
 #: Share of P's rows repeated in P or present in Q above which kNN gets a warning.
 REPEATED_SHARE = 0.05
@@ -113,11 +113,6 @@ def _negative(value: float) -> str:
         f"kNN gave a negative KL ({value:.4g} nats), which is impossible: repeated rows or too "
         "few samples for the dimension bias it; do not trust the value"
     )
-
-
-def repeated_share(p: np.ndarray, q: np.ndarray) -> float:
-    """The share of P's rows (N_p, d) repeated in P or present in Q (``q`` of the same width)."""
-    return _repeated(*_same_rows(cKDTree(p), cKDTree(q), p))
 
 
 def _same_rows(tree_x: cKDTree, tree_y: cKDTree, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

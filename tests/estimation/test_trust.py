@@ -14,7 +14,7 @@ import fdiv
 from fdiv.divergences.gaussian import Gaussian, ground_truth, log_density_ratio
 from fdiv.divergences.registry import get
 from fdiv.estimation import diagnostics, knn_estimate
-from fdiv.estimation.auto import KNN_MAX_DIM, LARGE_KL, choose_method
+from fdiv.estimation.auto import LARGE_KL, choose_method
 from fdiv.estimation.critics import MLPCritic
 from fdiv.estimation.crossfit import FoldResult, combine, moments, reported_bound
 from fdiv.estimation.result import Z95
@@ -124,7 +124,7 @@ def test_a_heavy_tailed_log_ratio_opens_the_upper_end_of_the_interval() -> None:
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
     # N(0, 1) vs N(100, 1): KL = 5000 nats, far beyond what 1000 samples can certify
     x_p, x_q = shifted(1000, 1, 100.0)
-    knn = fdiv.estimate(x_p, x_q)
+    knn = fdiv.estimate(x_p, x_q, method="knn")
     assert knn.method == "knn" and has(knn, "barely overlap")
     x_p, x_q = shifted(1000, 2, 100.0)
     assert has(fit(x_p, x_q), "separates P and Q")
@@ -260,11 +260,13 @@ def test_moments_do_not_overflow() -> None:
 
 def test_auto_rule() -> None:
     kl, js = get("kl"), get("js")
-    assert choose_method("auto", js, 1, False)[0] == "variational"
-    assert choose_method("auto", kl, KNN_MAX_DIM, False)[0] == "knn"
-    assert choose_method("auto", kl, KNN_MAX_DIM + 1, False)[0] == "variational"
-    assert choose_method("auto", kl, 1, True)[0] == "variational"  # a bound or critic given
-    method, reason = choose_method("knn", kl, 20, False)
+    assert choose_method("auto", js, False)[0] == "variational"
+    assert choose_method("auto", kl, False) == (
+        "variational",
+        f"kl: cross-fitted variational DV (telescoping replaces it above {LARGE_KL:g} nats)",
+    )
+    assert choose_method("auto", kl, True)[0] == "variational"  # a bound or critic given
+    method, reason = choose_method("knn", kl, False)
     assert method == "knn" and "requested" in reason
 
 
