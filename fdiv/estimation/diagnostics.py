@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "discrete_against_continuous",
     "heavy_tail",
     "partition_ess",
     "separation",
@@ -34,6 +36,10 @@ DISAGREE_Z = 4.0
 #: suite's pairs an index under 3 (on the top sqrt(N) rows) marked every Student-t and far-
 #: component pair, whose estimates fell 20-95% low, while light-tailed pairs scored 3.8 to 13.
 HEAVY_TAIL_INDEX = 3.0
+#: Shares of a side's values in one coordinate that repeat within that side: above the first the
+#: coordinate counts as discrete (levels, as in 8-bit images), below the second as continuous.
+DISCRETE_SHARE = 0.5
+CONTINUOUS_SHARE = 0.05
 #: Share of P's critic outputs above SMILE's clip beyond which SMILE's value is not a bound.
 SMILE_CLIP_SHARE = 0.01
 
@@ -113,3 +119,30 @@ def smile_clip_active(v_p: Tensor, clip: float) -> str | None:
         f"SMILE's clip ({clip:g}) is exceeded by {share:.1%} of P's critic outputs: the value is "
         "not a lower bound and grows without limit with the critic; use 'dv' or a larger clip"
     )
+
+
+def discrete_against_continuous(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
+    """A coordinate whose values repeat on one side (discrete levels) and almost never on the
+    other (continuous): the two distributions are then mutually singular, and a critic that
+    resolves the levels reports the divergence's maximum (JS log 2, KL infinite)."""
+    for j in range(x_p.shape[1]):
+        shares = [_repeated_share(x[:, j]) for x in (x_p, x_q)]
+        for (name, a), (other, b) in (
+            (("P", shares[0]), ("Q", shares[1])),
+            (("Q", shares[1]), ("P", shares[0])),
+        ):
+            if a > DISCRETE_SHARE and b < CONTINUOUS_SHARE:
+                return (
+                    f"coordinate {j} of {name} takes repeated discrete values ({a:.0%} of its "
+                    f"rows) where {other}'s are continuous ({b:.1%}): the two are mutually "
+                    "singular, so the divergence is at its maximum whatever their shapes; to "
+                    "compare shapes (real vs generated images), dequantise the discrete side "
+                    "(add uniform noise across each level's width)"
+                )
+    return None
+
+
+def _repeated_share(column: np.ndarray) -> float:
+    """The share of the values that occur more than once in ``column``."""
+    _, inverse, counts = np.unique(column, return_inverse=True, return_counts=True)
+    return float((counts[inverse.ravel()] > 1).mean())

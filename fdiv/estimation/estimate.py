@@ -252,6 +252,8 @@ def _variational(
     high = max(high, div.value_range[0])
     n_test = (sum(len(r.v_p) for r in results), sum(len(r.v_q) for r in results))
     warnings, heavy_tail = _warnings(results, div, bound, clip, min(n_test))
+    atoms = diagnostics.discrete_against_continuous(x_p, x_q)
+    warnings = warnings if atoms is None else (*warnings, atoms)
     if heavy_tail:
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)

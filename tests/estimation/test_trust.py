@@ -121,6 +121,21 @@ def test_a_heavy_tailed_log_ratio_opens_the_upper_end_of_the_interval() -> None:
     assert not has(light, "heavy upper tail") and math.isfinite(light.ci95[1])
 
 
+def test_discrete_levels_against_continuous_values_warn() -> None:
+    # 17 levels per coordinate (as the digits' pixels) against the same values plus noise:
+    # mutually singular, whatever the shapes; two continuous or two discrete sides are not
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 17, size=(2000, 2)) / 8.0 - 1.0
+    noisy = levels + rng.normal(scale=0.05, size=levels.shape)
+    text = diagnostics.discrete_against_continuous(levels, noisy)
+    assert "coordinate 0 of P takes repeated discrete values (100% of its rows)" in text
+    assert "dequantise" in diagnostics.discrete_against_continuous(noisy, levels)
+    assert diagnostics.discrete_against_continuous(noisy, noisy + 1.0) is None
+    assert diagnostics.discrete_against_continuous(levels, levels[::-1]) is None
+    assert has(fit(levels, noisy), "mutually singular")
+    assert not has(fit(noisy, rng.normal(size=(2000, 2))), "mutually singular")
+
+
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
     # N(0, 1) vs N(100, 1): KL = 5000 nats, far beyond what 1000 samples can certify
     x_p, x_q = shifted(1000, 1, 100.0)
