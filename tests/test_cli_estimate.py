@@ -60,7 +60,7 @@ def test_variational_estimate_prints_and_writes_json(tmp_path: Path, capsys) -> 
     code, out, err = run(capsys, p, q, "--steps", "40", "--seed", "3", "--json", str(out_json))
     assert code == 0
     assert "kl (dv):" in out and "nats, 95% interval [" in out
-    assert "method: variational (kl in d = 2 > 1: cross-fitted variational DV" in out
+    assert "method: variational (kl: cross-fitted variational DV; telescoping" in out
     result = json.loads(out_json.read_text())
     assert result["method"] == "variational" and result["bound"] == "dv"
     assert result["n_test"] == [400, 300] and result["steps"] == 40  # every row held out once

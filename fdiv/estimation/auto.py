@@ -39,5 +39,5 @@ def choose_method(method: str, div: FDivergence, explicit: bool) -> tuple[str, s
     if explicit:
         return "variational", "a bound or critic was given"
     return "variational", (
-        f"kl: cross-fitted variational DV (telescoping replaces it above {LARGE_KL:g} nats)"
+        f"kl: cross-fitted variational DV; telescoping replaces it above {LARGE_KL:g} nats"
     )

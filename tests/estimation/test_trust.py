@@ -278,7 +278,7 @@ def test_auto_rule() -> None:
     assert choose_method("auto", js, False)[0] == "variational"
     assert choose_method("auto", kl, False) == (
         "variational",
-        f"kl: cross-fitted variational DV (telescoping replaces it above {LARGE_KL:g} nats)",
+        f"kl: cross-fitted variational DV; telescoping replaces it above {LARGE_KL:g} nats",
     )
     assert choose_method("auto", kl, True)[0] == "variational"  # a bound or critic given
     method, reason = choose_method("knn", kl, False)
