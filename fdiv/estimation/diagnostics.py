@@ -125,24 +125,27 @@ def discrete_against_continuous(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     """A coordinate whose values repeat on one side (discrete levels) and almost never on the
     other (continuous): the two distributions are then mutually singular, and a critic that
     resolves the levels reports the divergence's maximum (JS log 2, KL infinite)."""
-    for j in range(x_p.shape[1]):
-        shares = [_repeated_share(x[:, j]) for x in (x_p, x_q)]
-        for (name, a), (other, b) in (
-            (("P", shares[0]), ("Q", shares[1])),
-            (("Q", shares[1]), ("P", shares[0])),
-        ):
-            if a > DISCRETE_SHARE and b < CONTINUOUS_SHARE:
-                return (
-                    f"coordinate {j} of {name} takes repeated discrete values ({a:.0%} of its "
-                    f"rows) where {other}'s are continuous ({b:.1%}): the two are mutually "
-                    "singular, so the divergence is at its maximum whatever their shapes; to "
-                    "compare shapes (real vs generated images), dequantise the discrete side "
-                    "(add uniform noise across each level's width)"
-                )
+    shares = {"P": _repeated_shares(x_p), "Q": _repeated_shares(x_q)}
+    for name, other in (("P", "Q"), ("Q", "P")):
+        hits = np.flatnonzero((shares[name] > DISCRETE_SHARE) & (shares[other] < CONTINUOUS_SHARE))
+        if len(hits):
+            j = int(hits[0])
+            return (
+                f"coordinate {j} of {name} takes repeated discrete values "
+                f"({shares[name][j]:.0%} of its rows) where {other}'s are continuous "
+                f"({shares[other][j]:.1%}): the two are mutually singular, so the divergence is "
+                "at its maximum whatever their shapes; to compare shapes (real vs generated "
+                "images), dequantise the discrete side (add uniform noise across each level's "
+                "width)"
+            )
     return None
 
 
-def _repeated_share(column: np.ndarray) -> float:
-    """The share of the values that occur more than once in ``column``."""
-    _, inverse, counts = np.unique(column, return_inverse=True, return_counts=True)
-    return float((counts[inverse.ravel()] > 1).mean())
+def _repeated_shares(x: np.ndarray) -> np.ndarray:
+    """Per column of ``x`` (n, d), the share of its values that occur more than once in it."""
+    ordered = np.sort(x, axis=0)
+    same = ordered[1:] == ordered[:-1]
+    repeated = np.zeros(ordered.shape, dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    return repeated.mean(axis=0)

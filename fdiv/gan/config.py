@@ -85,8 +85,8 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Defaults of the image data (the convolutional pair), ahead of the loss's row: about two CPU
 #: minutes a run (wgan-gp five), and the r1 weight 1, which every loss needs on the digits (at
 #: the toy sets' 0.01 kl collapsed to one digit class, Frechet distance 309, and hellinger to
-#: two, 184; at 1 all six losses covered the 10 classes, Frechet 2.2-5.8 against a floor of 1.8:
-#: benchmarks/results/REPORT.md, "GAN mode coverage").
+#: two, 184; at 1 all six losses covered the 10 classes on 5 seeds each, Frechet 2.1-5.8
+#: against a floor of 1.8: benchmarks/results/REPORT.md, "GAN mode coverage").
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"steps": 3000, "batch_size": 128, "channels": 32, "r1_weight": 1.0},
 }
