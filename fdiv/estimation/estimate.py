@@ -251,9 +251,7 @@ def _variational(
     # lies entirely below it (a slightly overfit critic on P = Q) is extended to reach it
     high = max(high, div.value_range[0])
     n_test = (sum(len(r.v_p) for r in results), sum(len(r.v_q) for r in results))
-    warnings, heavy_tail = _warnings(results, div, bound, clip, min(n_test))
-    atoms = diagnostics.discrete_against_continuous(x_p, x_q)
-    warnings = warnings if atoms is None else (*warnings, atoms)
+    warnings, heavy_tail = _warnings(results, div, bound, clip, min(n_test), x_p, x_q)
     if heavy_tail:
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)
@@ -281,7 +279,13 @@ def _variational(
 
 
 def _warnings(
-    results: list[FoldResult], div: FDivergence, bound: str, clip: float, n: int
+    results: list[FoldResult],
+    div: FDivergence,
+    bound: str,
+    clip: float,
+    n: int,
+    x_p: np.ndarray,
+    x_q: np.ndarray,
 ) -> tuple[tuple[str, ...], bool]:
     """The warnings, and whether the log-ratio's tail on P is heavy (the upper end is open)."""
     found: list[str | None] = []
@@ -312,6 +316,7 @@ def _warnings(
         found.append(next((w for w in ess if w is not None), None))
     if bound == "smile":
         found.append(diagnostics.smile_clip_active(v_p, clip))
+    found.append(diagnostics.discrete_against_continuous(x_p, x_q))
     return tuple(w for w in found if w is not None), tail is not None
 
 
