@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 from torch import Tensor
 
+from fdiv.estimation import diagnostics
 from fdiv.estimation.result import Estimate, interval
 from fdiv.io import as_samples
 
@@ -69,9 +70,11 @@ def knn_estimate(
     p: Tensor | np.ndarray, q: Tensor | np.ndarray, k: int = 5, adaptive: bool = False
 ) -> Estimate:
     """:func:`knn_kl` as an :class:`Estimate`: the standard error of the mean of the per-point
-    terms and warnings (negative value, repeated rows). All of P and Q is "test" data."""
+    terms and warnings (negative value, repeated rows, separated sets, P's tail heavier than
+    Q's: then the interval's upper end is inf). All of P and Q is "test" data."""
     start = time.perf_counter()
-    terms, repeated, farther = _terms(p, q, k, adaptive)
+    x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
+    terms, repeated, farther = _terms(x_p, x_q, k, adaptive)
     value = float(terms.mean())
     stderr = float(terms.std(ddof=1) / math.sqrt(len(terms)))
     found = []
@@ -82,7 +85,7 @@ def knn_estimate(
             f"{repeated:.1%} of P's rows are repeated in P or Q: kNN assumes continuous densities "
             "and skips zero distances, so its value is unreliable"
         )
-    n, m = len(terms), len(as_samples(q, "q"))
+    n, m = len(x_p), len(x_q)
     if farther >= SEPARATED_SHARE:
         found.append(
             f"P and Q barely overlap (for {farther:.1%} of P's rows the k-th P neighbour is "
@@ -90,10 +93,15 @@ def knn_estimate(
             f"{min(n, m)} samples can certify (about log N = {math.log(min(n, m)):.1f} nats) "
             "and the estimate may be far too low"
         )
+    low, high = interval(value, stderr)
+    tail = diagnostics.heavier_tail(x_p, x_q)
+    if tail:
+        found.append(tail)
+        high = math.inf
     return Estimate(
         value=value,
         stderr=stderr,
-        ci95=interval(value, stderr),
+        ci95=(low, high),
         divergence="kl",
         bound=f"knn{'-adaptive' if adaptive else ''}(k={k})",
         n_train=(0, 0),

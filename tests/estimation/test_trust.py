@@ -121,6 +121,27 @@ def test_a_heavy_tailed_log_ratio_opens_the_upper_end_of_the_interval() -> None:
     assert not has(light, "heavy upper tail") and math.isfinite(light.ci95[1])
 
 
+def test_a_heavier_tail_in_p_warns_knn_and_opens_its_interval() -> None:
+    # kNN sees distances, not the ratio: on Student-t (3 dof) vs N(0, 3) per coordinate, d = 2
+    # (KL 0.390 nats, see above) it falls low without any sign in its terms. The data show it:
+    # the norms of P's rows have a Hill index near 3, Q's (Gaussian) about 10
+    rng = np.random.default_rng(0)
+    x_p, x_q = rng.standard_t(3, size=(3000, 2)), rng.normal(scale=math.sqrt(3), size=(3000, 2))
+    assert "P's tail is heavier than Q's" in diagnostics.heavier_tail(x_p, x_q)
+    est = knn_estimate(x_p, x_q)
+    assert has(est, "tail is heavier") and est.ci95[1] == math.inf and est.ci95[0] < 0.390
+    # silent: the reverse pair (Q heavier), a mean shift, a correlated Gaussian against a round
+    # one (index far above 5), two lognormals (both tails heavy)
+    assert diagnostics.heavier_tail(x_q, x_p) is None
+    assert diagnostics.heavier_tail(*shifted(3000, 2, 2.0)) is None
+    corr = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=3000)
+    assert diagnostics.heavier_tail(corr, rng.normal(size=(3000, 2))) is None
+    logn = rng.lognormal(size=(3000, 2))
+    assert diagnostics.heavier_tail(logn, rng.lognormal(sigma=1.2, size=(3000, 2))) is None
+    shift = knn_estimate(*shifted(3000, 2, 2.0))
+    assert not has(shift, "tail is heavier") and math.isfinite(shift.ci95[1])
+
+
 def test_discrete_levels_against_continuous_values_warn() -> None:
     # 17 levels per coordinate (as the digits' pixels) against the same values plus noise:
     # mutually singular, whatever the shapes; two continuous or two discrete sides are not
