@@ -3,6 +3,7 @@ cross-fit combination, overflow-safe moments and the method="auto" rule."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -317,3 +318,22 @@ def test_large_pilot_switches_to_telescoping() -> None:
     pytest.importorskip("fdiv.estimation.telescoping")
     est = fdiv.estimate(*shifted(2000, 2, 4.0), **FAST)
     assert est.method == "telescoping" and "exceeds" in est.reason
+
+
+def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> None:
+    # two spikes at -3 and 3 (sd 0.01) against the Gaussian of the same mean and variance: KL is
+    # about 5 nats, but every quadratic feature has the same mean under both, so the quadratic
+    # links learn nothing (telescoping near 0). A pilot of 6 [4, 8] nats must then stand, warned;
+    # on a mean shift (KL 8) telescoping agrees with such a pilot and replaces it
+    from fdiv.estimation.estimate import _large
+
+    rng = np.random.default_rng(0)
+    spikes = rng.choice([-3.0, 3.0], size=(1000, 1)) + 0.01 * rng.normal(size=(1000, 1))
+    matched = math.sqrt(9.0001) * rng.normal(size=(1000, 1))
+    pilot = fdiv.estimate(*shifted(300, 1, 1.0), **FAST)
+    pilot = dataclasses.replace(pilot, value=6.0, ci95=(4.0, 8.0))
+    kept = _large(spikes, matched, 0, pilot, 0.0)
+    assert kept.method == "variational" and kept.value == 6.0 and kept.ci95 == (4.0, 8.0)
+    assert "quadratic links cannot represent" in kept.reason and has(kept, "far too low")
+    switched = _large(*shifted(1000, 2, 4.0), 0, pilot, 0.0)
+    assert switched.method == "telescoping" and 6.4 < switched.value < 9.6
