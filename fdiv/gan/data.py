@@ -34,7 +34,8 @@ class Dataset:
     the generator never trained on (fresh draws for synthetic data, a held-out split for arrays).
     ``modes`` is (K, dim) with ``mode_std`` the standard deviation around each mode; ``image``
     is the (channels, height, width) shape for image data; ``parts`` holds the (training,
-    held-out) rows of array data.
+    held-out) rows of array data; ``grid`` = (lowest, step, count) the discrete levels its
+    values take, where they take such levels (8-bit-like images).
     """
 
     name: str
@@ -45,6 +46,7 @@ class Dataset:
     mode_std: float | None = None
     image: tuple[int, int, int] | None = None
     parts: tuple[Tensor, Tensor] | None = None
+    grid: tuple[float, float, int] | None = None
 
 
 def _mixture(name: str, modes: Tensor, std: float) -> Dataset:
@@ -85,7 +87,12 @@ def spiral() -> Dataset:
     return Dataset("spiral", 2, sample, sample)
 
 
-def _array(name: str, array: np.ndarray, image: tuple[int, int, int] | None = None) -> Dataset:
+def _array(
+    name: str,
+    array: np.ndarray,
+    image: tuple[int, int, int] | None = None,
+    grid: tuple[float, float, int] | None = None,
+) -> Dataset:
     """Rows of a fixed array, split once into training and held-out parts."""
     data = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if len(data) < 10:
@@ -97,7 +104,9 @@ def _array(name: str, array: np.ndarray, image: tuple[int, int, int] | None = No
     def rows(part: Tensor) -> Sampler:
         return lambda n, generator: part[torch.randint(len(part), (n,), generator=generator)]
 
-    return Dataset(name, data.shape[1], rows(train), rows(held), image=image, parts=(train, held))
+    return Dataset(
+        name, data.shape[1], rows(train), rows(held), image=image, parts=(train, held), grid=grid
+    )
 
 
 def digit_images() -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +118,8 @@ def digit_images() -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits() -> Dataset:
-    """The 8x8 digits of :func:`digit_images` as a dataset of 64-vectors."""
-    return _array("digits", digit_images()[0], image=(1, 8, 8))
+    """The 8x8 digits of :func:`digit_images` as a dataset of 64-vectors (17 grey levels)."""
+    return _array("digits", digit_images()[0], image=(1, 8, 8), grid=(-1.0, 0.125, 17))
 
 
 def from_npy(path: str) -> Dataset:

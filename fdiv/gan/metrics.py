@@ -16,6 +16,14 @@ its *floor* is the same distance from the training images to the held-out ones, 
 that reproduced the training set would score.
 
 Every dataset: the held-out divergence between real and generated samples from ``fdiv.estimate``.
+Where the real values take discrete levels (``Dataset.grid``: the digits' 17 grey levels) the
+generated values are rounded to the same levels, as saving them as such an image would, and both
+sides are dequantised: uniform noise across each level's cell, the same on both sides. The
+divergence between the dequantised sets equals that between the two distributions over levels
+(each cell's mass is spread the same way on both sides); without it the real side's levels
+against the generator's continuous values are mutually singular (JS = log 2 whatever the
+shapes). Measured on the js generator of seed 0 (3,000 steps): 0.684 nats raw, 0.011 +- 0.025
+rounded and dequantised, 0.003 +- 0.005 between training and held-out digits.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from fdiv.gan.models import generate
 
 __all__ = [
     "class_coverage",
+    "dequantise",
     "describe",
     "digits_classifier",
     "digits_features",
@@ -42,6 +51,7 @@ __all__ = [
     "frechet_floor",
     "histogram_kl_to_uniform",
     "mode_coverage",
+    "quantise",
 ]
 
 N_SAMPLES = 2500
@@ -119,6 +129,18 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     return float(mean + cov_a.trace() + cov_b.trace() - 2.0 * cross)
 
 
+def quantise(x: Tensor, grid: tuple[float, float, int]) -> Tensor:
+    """``x`` rounded to the nearest of the ``grid`` = (lowest, step, count) levels."""
+    low, step, count = grid
+    return low + step * ((x - low) / step).round().clamp(0, count - 1)
+
+
+def dequantise(x: Tensor, grid: tuple[float, float, int], generator: torch.Generator) -> Tensor:
+    """Levels ``x`` of ``grid`` plus uniform noise over their cells, (-step/2, step/2) (float64)."""
+    noise = torch.rand(x.shape, generator=generator, dtype=torch.float64) - 0.5
+    return x.double() + grid[1] * noise
+
+
 @functools.cache
 def frechet_floor() -> float:
     """The Frechet distance of the training digits to the held-out ones (classifier features)."""
@@ -149,8 +171,9 @@ def evaluate(
     ``heldout_<divergence>`` is ``fdiv.estimate`` (``estimate_steps`` critic steps; nats) with
     its standard error, between held-out real samples and as many generated ones: ``n`` fresh
     draws of a synthetic dataset, or each held-out row of an array dataset once (resampling them
-    would put copies of one row on both sides of the estimator's splits). Where the estimator
-    refuses, the value is NaN and a warning says why.
+    would put copies of one row on both sides of the estimator's splits), both dequantised where
+    the data take discrete levels (module docstring). Where the estimator refuses, the value is
+    NaN and a warning says why.
     """
     fake = generate(generator, n, seed).cpu()
     out: dict[str, float] = {}
@@ -165,9 +188,14 @@ def evaluate(
         real = dataset.parts[1][:n]
     else:
         real = dataset.heldout(n, torch.Generator().manual_seed(seed))
+    fake = fake[: len(real)]
+    if dataset.grid is not None:
+        noise = torch.Generator().manual_seed(seed)
+        real = dequantise(real, dataset.grid, noise)
+        fake = dequantise(quantise(fake, dataset.grid), dataset.grid, noise)
     name = get(divergence).name
     try:
-        result = estimate(real, fake[: len(real)], divergence, steps=estimate_steps, seed=seed)
+        result = estimate(real, fake, divergence, steps=estimate_steps, seed=seed)
         out[f"heldout_{name}"], out[f"heldout_{name}_stderr"] = result.value, result.stderr
     except ValueError as err:
         warnings.warn(f"held-out {name} estimate refused: {err}", stacklevel=2)
