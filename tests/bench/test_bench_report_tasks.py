@@ -17,7 +17,7 @@ def run(task: str, method: str, estimate: float, covered: bool | None, **extra: 
         "task": task,
         "divergence": "kl",
         "method": method,
-        "n": 2000,
+        "n": extra.pop("n", 2000),
         "seed": extra.pop("seed", 0),
         "truth": truth,
         "truth_stderr": extra.pop("truth_stderr", 0.0),
@@ -48,11 +48,13 @@ def test_task_tables_rows() -> None:
     assert tables["b"][0][3] == "2 ± 0.01"
 
 
-def test_method_summary_pools_tasks() -> None:
-    rows = report.method_summary(ENTRIES)
-    # auto: errors log(1.1), log 2, log 2 -> median log 2; 2 of 3 covered
-    assert rows[0] == ["kl", "auto", "3", f"{math.log(2):.3f}", f"{math.log(2):.3f}", "2/3", "3.0"]
-    assert rows[1][:6] == ["kl", "knn", "1", "inf", "inf", "-"]
+def test_method_summary_pools_tasks_per_sample_size() -> None:
+    rows = report.method_summary([*ENTRIES, run("b", "auto", 2.0, True, n=10000, seconds=9.0)])
+    # auto at N = 2000: errors log(1.1), log 2, log 2 -> median log 2; 2 of 3 covered
+    log2 = f"{math.log(2):.3f}"
+    assert rows[0] == ["kl", "auto", "2000", "3", log2, log2, "2/3", "3.0"]
+    assert rows[1] == ["kl", "auto", "10000", "1", "0.000", "0.000", "1/1", "9.0"]
+    assert rows[2][:7] == ["kl", "knn", "2000", "1", "inf", "inf", "-"]
 
 
 def test_coverage_counts_one_sided_intervals() -> None:
@@ -62,7 +64,7 @@ def test_coverage_counts_one_sided_intervals() -> None:
         run("c", "auto", 1.0, False, seed=2, ci95=[0.8, 1.2]),
     ]
     assert report.task_tables(runs)["c"][0][6] == "2/3 (1 one-sided)"
-    assert report.method_summary(runs)[0][5] == "2/3 (1 one-sided)"
+    assert report.method_summary(runs)[0][6] == "2/3 (1 one-sided)"
 
 
 def test_task_suite_renders_and_plots(tmp_path: Path) -> None:
