@@ -132,3 +132,12 @@ def test_interval_carries_the_fit_error() -> None:
     mean_se = float(np.mean([e.stderr for e in estimates]))
     assert 0.9 * spread <= mean_se <= 3.0 * spread, (mean_se, spread)
     assert sum(e.ci95[0] <= 8.0 <= e.ci95[1] for e in estimates) >= 7
+
+
+def test_a_loose_quadratic_fit_warns() -> None:
+    """d = 20 with 600 rows a side: 231 parameters per link for 480 pairs per fold (ratio 0.48,
+    where the suite's estimates came out 30-80% high); d = 2 with as many rows: 6 for 480."""
+    loose = telescoping_kl(*shift_pair(10.0, 20, 600), seed=0, steps=20)
+    assert any("231 parameters for 480 training pairs" in w for w in loose.warnings), loose
+    tight = telescoping_kl(*shift_pair(10.0, 2, 600), seed=0, steps=20)
+    assert not any("parameters" in w for w in tight.warnings), tight.warnings
