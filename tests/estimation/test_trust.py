@@ -337,3 +337,9 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     assert "quadratic links cannot represent" in kept.reason and has(kept, "far too low")
     switched = _large(*shifted(1000, 2, 4.0), 0, pilot, 0.0)
     assert switched.method == "telescoping" and 6.4 < switched.value < 9.6
+    # above the pilot's interval (a pilot of 6 [5.5, 6.5] against KL 8): the pilot stands,
+    # warned, its interval reaching telescoping's upper end
+    narrow = dataclasses.replace(pilot, ci95=(5.5, 6.5))
+    above = _large(*shifted(1000, 2, 4.0), 0, narrow, 0.0)
+    assert above.method == "variational" and above.value == 6.0 and has(above, "spans both")
+    assert above.ci95[0] == 5.5 and above.ci95[1] == switched.ci95[1] > 8.0
