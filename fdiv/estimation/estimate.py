@@ -337,9 +337,9 @@ def _large(x_p: np.ndarray, x_q: np.ndarray, seed: int, pilot: Estimate, start: 
     """The variational pilot found a large KL: telescoping if it is available and agrees (lies
     in the pilot's interval and above half its value), else the pilot with a warning.
 
-    The pilot comes out low, not high, where one ratio fails (its held-out bound is a lower
-    bound on KL), so a telescoping value below the pilot's lower end or below half its value
-    means that the quadratic links cannot represent this ratio: P and Q with equal means and
+    The pilot's held-out bound is a lower bound on KL (in expectation), so a telescoping value
+    below the pilot's lower end or below half its value means that the quadratic links cannot
+    represent this ratio: P and Q with equal means and
     covariances look alike to them whatever the divergence (two spikes at -3 and 3, sd 0.005,
     against the Gaussian of the same moments, KL 5.7: telescoping 0.00 +- 0.02 nats). Above the
     pilot's interval it extrapolates a ratio that is not quadratic (two unit Gaussians at
