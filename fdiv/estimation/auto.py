@@ -15,8 +15,8 @@ The rule, from measured numbers (benchmarks/results/REPORT.md, 10,000 a side unl
 3. When the variational estimate exceeds LARGE_KL nats the telescoping estimator replaces it
    (one density ratio fails past a few nats: dv at d = 20, KL 10 gave 11.0, 8.8, 13.6 over three
    seeds while correlated d = 10, KL 4.15, was within 5%; telescoping: 10.19 and 19.77 for KL
-   10 and 20 at d = 20, 10 seeds each), unless it falls below the variational lower end or half
-   the variational value (``fdiv.estimation.estimate._large``): its quadratic links see nothing
+   10 and 20 at d = 20, 10 seeds each), unless it falls below half the variational value or
+   above its interval (``fdiv.estimation.estimate._large``): its quadratic links see nothing
    of pairs with equal means and covariances (Student-t vs Gaussian 1.27 nats: -0.01; the bent
    Gaussian 1.10: 0.00), which is also why it never runs below LARGE_KL. On the correlated
    Gaussian (KL 4.15, d = 10) it would do better than the variational estimate (4.20 vs 3.82
