@@ -337,11 +337,14 @@ def _combine(
     value = float(values.mean())
     parts = [values[fold == f] for f in range(folds)]
     means = np.array([part.mean() for part in parts])
+    variances = np.array([part.var(ddof=1) for part in parts])
+    sizes = np.array([len(part) for part in parts])
     # the fold means' spread that the test rows' own noise explains, (K - 1) var / n_f on average
-    noise = np.array([part.var(ddof=1) / len(part) for part in parts])
-    spread = float(np.square(means - means.mean()).sum()) - (folds - 1) * float(noise.mean())
+    spread = float(np.square(means - means.mean()).sum()) - (folds - 1) * float(
+        (variances / sizes).mean()
+    )
     fit = (folds - 1) / folds * max(spread, 0.0)
-    test = float(np.mean([part.var(ddof=1) for part in parts])) / len(values)
+    test = float(variances.mean()) / len(values)
     stderr = math.sqrt(fit + test)
     half = float(student_t.ppf(0.975, folds - 1)) * stderr
     return value, stderr, (value - half, value + half)
