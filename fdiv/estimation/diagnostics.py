@@ -16,7 +16,10 @@ from fdiv.estimation.crossfit import moments
 
 __all__ = [
     "discrete_against_continuous",
+    "heavier_tail",
     "heavy_tail",
+    "kurtosis_ratio",
+    "leptokurtic",
     "partition_ess",
     "separation",
     "smile_clip_active",
@@ -46,6 +49,14 @@ HEAVY_TAIL_INDEX = 3.0
 #: and a lognormal against a lognormal 2.1 against 2.3 (ratio 0.9: both tails heavy).
 NORM_TAIL_INDEX = 5.0
 NORM_TAIL_RATIO = 0.5
+#: Mardia's multivariate kurtosis over a Gaussian's, d(d + 2), above which a sample counts as
+#: heavy-tailed for the telescoping estimator's quadratic links (exact for Gaussian pairs), and
+#: the standard errors of that ratio under a Gaussian (sqrt(8 / (d (d + 2) N))) it must also
+#: exceed. Measured, 10,000 a side, 4 seeds: Gaussians 0.98-1.04 (d = 1 to 50), a bent
+#: Gaussian 1.12-1.16, the Laplace product 1.40-1.43, multivariate t (5 dof, d = 20) 2.3-3.4;
+#: on that t shifted by 13.7 nats telescoping fell 25% low with intervals that missed.
+KURTOSIS_RATIO = 1.25
+KURTOSIS_Z = 6.0
 #: Shares of a side's values in one coordinate that repeat within that side: above the first the
 #: coordinate counts as discrete (levels, as in 8-bit images), below the second as continuous.
 DISCRETE_SHARE = 0.5
@@ -115,6 +126,43 @@ def heavier_tail(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
         f"Q {index_q:.2f}): KL(P||Q) rests on P's far rows, where Q has no samples and the "
         "estimate does not see the density ratio; expect it to be too low: the interval's "
         "upper end is open (inf), as these samples bound the divergence only from below"
+    )
+
+
+def kurtosis_ratio(x: np.ndarray) -> float:
+    """Mardia's multivariate kurtosis mean(|S^-1/2 (x - mean)|^4) over its Gaussian value
+    d(d + 2), d the covariance's rank (directions with variance below 1e-12 of the largest are
+    dropped): 1 for a Gaussian, above 1 for heavier tails, below for bounded support."""
+    mean, std = moments(x)
+    y = (x - mean) / std
+    values, vectors = np.linalg.eigh(np.cov(y, rowvar=False).reshape(x.shape[1], x.shape[1]))
+    keep = values > 1e-12 * max(values.max(), 0.0)
+    if not keep.any():
+        return 1.0
+    z = (y @ vectors[:, keep]) / np.sqrt(values[keep])
+    rank = int(keep.sum())
+    return float(((z**2).sum(axis=1) ** 2).mean() / (rank * (rank + 2)))
+
+
+def leptokurtic(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
+    """P or Q has heavier tails than a Gaussian: Mardia's kurtosis ratio
+    (:func:`kurtosis_ratio`) above KURTOSIS_RATIO and KURTOSIS_Z of its Gaussian standard
+    errors above 1. For the telescoping estimator, whose quadratic links are exact for Gaussian
+    pairs: with heavy tails log p/q is far from quadratic on the far rows of P that carry a
+    large KL."""
+    found = []
+    for name, x in (("P", x_p), ("Q", x_q)):
+        ratio = kurtosis_ratio(x)
+        dim = min(x.shape[1], len(x) - 1)
+        noise = math.sqrt(8.0 / (dim * (dim + 2) * len(x)))
+        if ratio > max(KURTOSIS_RATIO, 1.0 + KURTOSIS_Z * noise):
+            found.append(f"{name} {ratio:.2f}")
+    if not found:
+        return None
+    return (
+        f"heavier tails than a Gaussian's (Mardia's kurtosis over a Gaussian's: "
+        f"{', '.join(found)}, above {KURTOSIS_RATIO:g}): telescoping's quadratic links "
+        "misrepresent log p/q on the far rows (a t with 5 dof shifted by 13.7 nats: 10.3)"
     )
 
 

@@ -343,3 +343,60 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     above = _large(*shifted(1000, 2, 4.0), 0, narrow, 0.0)
     assert above.method == "variational" and above.value == 6.0 and has(above, "spans both")
     assert above.ci95[0] == 5.5 and above.ci95[1] == switched.ci95[1] > 8.0
+
+
+def test_kurtosis_ratio_against_closed_forms() -> None:
+    # Mardia's kurtosis over d(d + 2): 1 for a Gaussian, whatever its covariance; for
+    # independent coordinates of kurtosis kappa, E|z|^4 = d kappa + d(d - 1), so the ratio is
+    # 1 + (kappa - 3) / (d + 2) (kappa 1.8 for a uniform, 6 for a Laplace). The Gaussian ratio's
+    # sampling sd at 20,000 rows, d = 3, is sqrt(8 / (15 * 20,000)) = 0.005: the tolerance 0.03
+    # is 6 of them; the Laplace one carries its higher moments' larger noise
+    rng = np.random.default_rng(1)
+    n, d = 20_000, 3
+    gauss = rng.multivariate_normal(np.zeros(d), [[4, 1.9, 0], [1.9, 1, 0], [0, 0, 1e-6]], size=n)
+    assert diagnostics.kurtosis_ratio(gauss) == pytest.approx(1.0, abs=0.03)
+    uniform = rng.uniform(size=(n, d))
+    assert diagnostics.kurtosis_ratio(uniform) == pytest.approx(1 + (1.8 - 3) / (d + 2), abs=0.03)
+    laplace = rng.laplace(size=(n, d))
+    assert diagnostics.kurtosis_ratio(laplace) == pytest.approx(1 + 3 / (d + 2), abs=0.1)
+    # a rank-deficient sample (a repeated coordinate) counts its rank, a constant one is 1
+    twin = rng.normal(size=(n, 2))[:, [0, 1, 0]]
+    assert diagnostics.kurtosis_ratio(twin) == pytest.approx(1.0, abs=0.03)
+    assert diagnostics.kurtosis_ratio(np.ones((50, 3))) == 1.0
+
+
+def student_shift(n: int, d: int, nu: float, shift: float, seed: int = 0) -> np.ndarray:
+    """n rows of a multivariate t (nu dof, identity scale) centred at shift (1, ..., 1)."""
+    rng = np.random.default_rng(seed)
+    w = rng.chisquare(nu, size=(n, 1)) / nu
+    return rng.normal(size=(n, d)) / np.sqrt(w) + shift
+
+
+def test_heavy_tails_warn_telescoping_and_keep_the_pilot() -> None:
+    pytest.importorskip("fdiv.estimation.telescoping")
+    from fdiv.estimation.estimate import _large
+    from fdiv.estimation.telescoping import telescoping_kl
+
+    # t with 2.5 dof at 3 (1, 1) against N(0, I): kurtosis ratio far above 1.25 (infinite in
+    # the population), and the log-ratio on P has tail index nu / 2 = 1.25 (Hill below 3)
+    rng = np.random.default_rng(0)
+    x_p, x_q = student_shift(3000, 2, 2.5, 3.0), rng.normal(size=(3000, 2))
+    assert "P " in diagnostics.leptokurtic(x_p, x_q) and "Q " not in diagnostics.leptokurtic(
+        x_p, x_q
+    )
+    est = telescoping_kl(x_p, x_q)
+    assert has(est, "quadratic links misrepresent") and has(est, "heavy upper tail")
+    assert est.ci95[1] == math.inf
+    # auto: a pilot above LARGE_KL on heavy tails stands, warned, without telescoping
+    pilot = fdiv.estimate(*shifted(300, 1, 1.0), **FAST)
+    pilot = dataclasses.replace(pilot, value=8.0, ci95=(6.0, 10.0))
+    kept = _large(x_p, x_q, 0, pilot, 0.0)
+    assert kept.method == "variational" and (kept.value, kept.ci95) == (8.0, (6.0, 10.0))
+    assert "Mardia" in kept.reason and has(kept, "off by a large factor")
+    # Gaussian pairs (any covariance, either order) and a light-tailed bend stay silent
+    corr = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=3000)
+    assert diagnostics.leptokurtic(*shifted(3000, 2, 4.0)) is None
+    assert diagnostics.leptokurtic(corr, rng.normal(size=(3000, 2))) is None
+    assert diagnostics.leptokurtic(rng.normal(size=(3000, 2)), x_p) is not None  # Q heavy
+    shift = telescoping_kl(*shifted(3000, 2, 4.0))
+    assert not shift.warnings and math.isfinite(shift.ci95[1])
