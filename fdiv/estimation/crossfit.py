@@ -103,6 +103,23 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y.mean(axis=0) * scale, np.where(std > 0, std, 1.0)
 
 
+def feature_map(
+    train: np.ndarray, dev: torch.device, dtype: torch.dtype, gaussianise: bool
+) -> Callable[[np.ndarray], Tensor]:
+    """The critic's input for rows x (n, d): x standardised with the moments of ``train``,
+    and with ``gaussianise`` its marginal Gaussianisation fitted on ``train`` beside it."""
+    mean, std = moments(train)
+    to_z = MarginalGaussian(train) if gaussianise else None
+
+    def features(x: np.ndarray) -> Tensor:
+        u = (x - mean) / std
+        if to_z is not None:
+            u = np.concatenate([u, to_z(x)], axis=1)
+        return torch.from_numpy(u).to(dev, dtype)
+
+    return features
+
+
 def fold_tensors(
     x_p: np.ndarray,
     x_q: np.ndarray,
@@ -117,15 +134,7 @@ def fold_tensors(
     row's marginal Gaussianisation (:class:`MarginalGaussian` fitted on the same pooled train
     rows): 2 d columns."""
     train = np.concatenate([x_p[split_p.train], x_q[split_q.train]])
-    mean, std = moments(train)
-    to_z = MarginalGaussian(train) if gaussianise else None
-
-    def features(x: np.ndarray) -> Tensor:
-        u = (x - mean) / std
-        if to_z is not None:
-            u = np.concatenate([u, to_z(x)], axis=1)
-        return torch.from_numpy(u).to(dev, dtype)
-
+    features = feature_map(train, dev, dtype, gaussianise)
     return tuple(
         tuple(features(x[getattr(split, part)]) for x, split in ((x_p, split_p), (x_q, split_q)))
         for part in ("train", "validation", "test")

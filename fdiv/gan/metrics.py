@@ -165,8 +165,10 @@ def evaluate(
     seed: int = 0,
     estimate_steps: int = 300,
     divergence: str = "js",
+    samples: Tensor | None = None,
 ) -> dict[str, float]:
-    """Every metric that applies to ``dataset`` for ``n`` samples of ``generator``.
+    """Every metric that applies to ``dataset`` for ``n`` samples of ``generator``, or for
+    ``samples`` (n, dim) where given (refined ones: :mod:`fdiv.gan.refine`).
 
     ``heldout_<divergence>`` is ``fdiv.estimate`` (``estimate_steps`` critic steps; nats) with
     its standard error, between held-out real samples and as many generated ones: ``n`` fresh
@@ -175,7 +177,8 @@ def evaluate(
     the data take discrete levels (module docstring). Where the estimator refuses, the value is
     NaN and a warning says why.
     """
-    fake = generate(generator, n, seed).cpu()
+    fake = generate(generator, n, seed).cpu() if samples is None else samples.cpu()
+    n = len(fake)
     out: dict[str, float] = {}
     if dataset.modes is not None and dataset.mode_std is not None:
         out.update(mode_coverage(fake, dataset.modes, dataset.mode_std))

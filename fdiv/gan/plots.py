@@ -19,7 +19,7 @@ from fdiv.gan.data import Dataset
 from fdiv.gan.models import generate
 from fdiv.io import write_png
 
-__all__ = ["plot_curves", "plot_image_grid", "plot_run", "plot_samples_2d"]
+__all__ = ["plot_curves", "plot_image_grid", "plot_run", "plot_samples", "plot_samples_2d"]
 
 _TRAIN_PANELS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("critic loss and penalty", ("critic_loss", "penalty"), False),
@@ -177,19 +177,23 @@ def plot_curves(
     return write_png(fig, path)
 
 
+def plot_samples(
+    path: Path, fake: Tensor, dataset: Dataset, seed: int = 0, label: str | None = None
+) -> Path:
+    """``fake`` samples of ``dataset``: an image grid, or a 2-D scatter over held-out data;
+    ``label`` (e.g. "refined") goes into the title."""
+    fake = fake.cpu()
+    title = dataset.name if label is None else f"{dataset.name} ({label})"
+    if dataset.image is not None:
+        return plot_image_grid(path, fake, dataset.image, f"{title}: generated samples")
+    real = dataset.heldout(50_000, torch.Generator().manual_seed(seed))
+    return plot_samples_2d(path, real, fake, dataset.modes, title, dataset.mode_std)
+
+
 def plot_run(run_dir: Path, generator: nn.Module, dataset: Dataset, seed: int = 0) -> list[Path]:
     """``samples.png`` (2-D scatter or image grid) and ``curves.png`` for the run in ``run_dir``."""
     run_dir = Path(run_dir)
-    fake = generate(generator, 2500, seed).cpu()
-    if dataset.image is not None:
-        samples = plot_image_grid(
-            run_dir / "samples.png", fake, dataset.image, f"{dataset.name}: generated samples"
-        )
-    else:
-        real = dataset.heldout(50_000, torch.Generator().manual_seed(seed))
-        samples = plot_samples_2d(
-            run_dir / "samples.png", real, fake, dataset.modes, dataset.name, dataset.mode_std
-        )
+    samples = plot_samples(run_dir / "samples.png", generate(generator, 2500, seed), dataset, seed)
     curves = plot_curves(
         run_dir / "curves.png",
         _records(run_dir / "metrics.jsonl"),
