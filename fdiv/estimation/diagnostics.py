@@ -52,7 +52,8 @@ NORM_TAIL_RATIO = 0.5
 #: Mardia's multivariate kurtosis over a Gaussian's, d(d + 2), above which a sample counts as
 #: heavy-tailed for the telescoping estimator's quadratic links (exact for Gaussian pairs), and
 #: the standard errors of that ratio under a Gaussian (sqrt(8 / (d (d + 2) N))) it must also
-#: exceed. Measured, 10,000 a side, 4 seeds: Gaussians 0.98-1.04 (d = 1 to 50), a bent
+#: exceed (asymptotically normal: 6 of them is beyond chance; at few rows its right skew needs
+#: the margin). Measured, 10,000 a side, 4 seeds: Gaussians 0.97-1.04 (d = 1 to 50), a bent
 #: Gaussian 1.12-1.16, the Laplace product 1.40-1.43, multivariate t (5 dof, d = 20) 2.3-3.4;
 #: on that t shifted by 13.7 nats telescoping fell 25% low with intervals that missed.
 KURTOSIS_RATIO = 1.25

@@ -76,8 +76,10 @@ from fdiv.progress import progress as progress_bar
 __all__ = [
     "DEFAULT_LINKS",
     "LOOSE_FIT",
+    "MAX_PAIRS",
     "RIDGE_SCALE",
     "TelescopingCritic",
+    "looseness",
     "telescoping_kl",
     "waymark_coefficients",
 ]
@@ -90,6 +92,8 @@ _SEPARATION = 0.99  # training accuracy of a link above which it is flagged as a
 #: KL 10 / 20): d = 20 at 10,000 a side (0.029) +2% / -1%; d = 50 at 10,000 (0.17) +12% / +6%;
 #: d = 20 at 2,000 (0.14) +5% / +32%; d = 50 at 2,000 (0.83) +83% / +60%.
 LOOSE_FIT = 0.1
+#: Waymark pairs per link a fold fits on at most (the default of ``max_pairs``).
+MAX_PAIRS = 8192
 
 
 def waymark_coefficients(waymarks: int | Sequence[float] | None) -> Tensor:
@@ -151,7 +155,7 @@ def telescoping_kl(
     steps: int = 100,
     folds: int = 5,
     ridge: float | None = None,
-    max_pairs: int = 8192,
+    max_pairs: int = MAX_PAIRS,
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> Estimate:
@@ -254,6 +258,11 @@ def _fold_ids(n: int, folds: int, generator: torch.Generator) -> np.ndarray:
     return ids
 
 
+def looseness(dim: int, pairs: int) -> float:
+    """Parameters of one link's quadratic critic in ``dim`` dimensions per training pair."""
+    return (dim * (dim + 1) // 2 + dim + 1) / pairs
+
+
 def _waymarks(x_p: Tensor, x_q: Tensor, a: Tensor) -> Tensor:
     """b_k x_p + a_k x_q for each coefficient: (len(a), B, d) from pairs (B, d), (B, d)."""
     b = (1.0 - a * a).clamp_min(0.0).sqrt()
@@ -290,9 +299,9 @@ def _fit_fold(
     pos = _waymarks(train_p[i_p], train_q[i_q], a_dev)[:-1]
     neg = _waymarks(train_p[j_p], train_q[j_q], a_dev)[1:]
     links, dim = len(a) - 1, fit_p.shape[1]
-    parameters = dim * (dim + 1) // 2 + dim + 1
+    loose = looseness(dim, m)
     if ridge is None:
-        ridge = RIDGE_SCALE * math.sqrt(parameters / m)
+        ridge = RIDGE_SCALE * math.sqrt(loose)
     net = TelescopingCritic(links, dim).to(dev)
     optimiser = torch.optim.LBFGS(
         net.parameters(), max_iter=steps, history_size=20, line_search_fn="strong_wolfe"
@@ -312,10 +321,10 @@ def _fit_fold(
         accuracy = 0.5 * ((v_pos > 0).double().mean(1) + (v_neg < 0).double().mean(1))
         held_out = torch.cat([net.log_ratio(x) for x in prepare(test_p).split(8192)])
     warnings = []
-    if parameters / m > LOOSE_FIT:
+    if loose > LOOSE_FIT:
         warnings.append(
-            f"each waymark link's quadratic critic has {parameters} parameters for {m} training "
-            f"pairs (ratio {parameters / m:.2f}, above {LOOSE_FIT:g}): the fit is loose and the "
+            f"each waymark link's quadratic critic has {round(loose * m)} parameters for {m} "
+            f"training pairs (ratio {loose:.2f}, above {LOOSE_FIT:g}): the fit is loose and the "
             "estimate may be far too high (+60-80% measured at d = 50 with 2,000 a side); give "
             "more samples"
         )

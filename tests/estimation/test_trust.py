@@ -343,6 +343,22 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     above = _large(*shifted(1000, 2, 4.0), 0, narrow, 0.0)
     assert above.method == "variational" and above.value == 6.0 and has(above, "spans both")
     assert above.ci95[0] == 5.5 and above.ci95[1] == switched.ci95[1] > 8.0
+    assert not has(switched, "loose fit")  # d = 2: 6 parameters a link for 800 pairs
+
+
+def test_a_loose_telescoping_fit_reaches_down_to_the_pilots_lower_end() -> None:
+    # d = 10 with 600 rows a side: 66 parameters a link for 480 pairs (ratio 0.14, loose: the
+    # logistic fit's inflation biases the value up by more than its jackknife shows), so an
+    # accepted telescoping value (6.9 [5.2, 8.7] for KL 8) keeps its upper end but takes the
+    # pilot's lower one
+    pytest.importorskip("fdiv.estimation.telescoping")
+    from fdiv.estimation.estimate import _large
+
+    pilot = fdiv.estimate(*shifted(300, 1, 1.0), **FAST)
+    pilot = dataclasses.replace(pilot, value=8.0, ci95=(4.0, 40.0))
+    est = _large(*shifted(600, 10, 4.0), 0, pilot, 0.0)
+    assert est.method == "telescoping" and est.ci95[0] == 4.0 and est.ci95[1] > est.value > 5.0
+    assert has(est, "the fit is loose") and has(est, "lower end is the variational interval's")
 
 
 def test_kurtosis_ratio_against_closed_forms() -> None:
