@@ -20,7 +20,8 @@ The rule, from measured numbers (benchmarks/results/REPORT.md, 10,000 a side unl
    of pairs with equal means and covariances (Student-t vs Gaussian 1.27 nats: -0.01; the bent
    Gaussian 1.10: 0.00), which is also why it never runs below LARGE_KL, and it does not run
    on heavy tails (Mardia's kurtosis above 1.25 times a Gaussian's: a t with 5 dof shifted by
-   13.7 nats, d = 20, gave telescoping 10.3 and the variational value 13.8). On the correlated
+   13.7 nats, d = 20, gave telescoping 10.3 and the variational value 13.8; with P the heavy
+   side that value's upper end opens). On the correlated
    Gaussian (KL 4.15, d = 10) it would do better than the variational estimate (4.20 vs 3.82
    over 4 and 10 seeds) but on the Betas worse (1.70 vs 1.96 for 1.97): one task in the band
    from 3 to 5 nats is too little to lower the threshold on.

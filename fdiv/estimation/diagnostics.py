@@ -17,6 +17,7 @@ from fdiv.estimation.crossfit import moments
 __all__ = [
     "discrete_against_continuous",
     "heavier_tail",
+    "heavy_kurtosis",
     "heavy_tail",
     "kurtosis_ratio",
     "leptokurtic",
@@ -149,19 +150,27 @@ def kurtosis_ratio(x: np.ndarray) -> float:
     return float((norms**2).mean() / (rank * (rank + 2)))
 
 
+def heavy_kurtosis(x: np.ndarray) -> float | None:
+    """Mardia's kurtosis ratio of ``x`` (:func:`kurtosis_ratio`) where it exceeds both
+    KURTOSIS_RATIO and 1 + KURTOSIS_Z Gaussian standard errors (heavier tails than a
+    Gaussian's), else None."""
+    ratio = kurtosis_ratio(x)
+    dim = min(x.shape[1], len(x) - 1)
+    noise = math.sqrt(8.0 / (dim * (dim + 2) * len(x)))
+    return ratio if ratio > max(KURTOSIS_RATIO, 1.0 + KURTOSIS_Z * noise) else None
+
+
 def leptokurtic(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     """P or Q has heavier tails than a Gaussian: Mardia's kurtosis ratio
     (:func:`kurtosis_ratio`) above KURTOSIS_RATIO and KURTOSIS_Z of its Gaussian standard
     errors above 1. For the telescoping estimator, whose quadratic links are exact for Gaussian
     pairs: with heavy tails log p/q is far from quadratic on the far rows of P that carry a
     large KL."""
-    found = []
-    for name, x in (("P", x_p), ("Q", x_q)):
-        ratio = kurtosis_ratio(x)
-        dim = min(x.shape[1], len(x) - 1)
-        noise = math.sqrt(8.0 / (dim * (dim + 2) * len(x)))
-        if ratio > max(KURTOSIS_RATIO, 1.0 + KURTOSIS_Z * noise):
-            found.append(f"{name} {ratio:.2f}")
+    found = [
+        f"{name} {ratio:.2f}"
+        for name, ratio in (("P", heavy_kurtosis(x_p)), ("Q", heavy_kurtosis(x_q)))
+        if ratio is not None
+    ]
     if not found:
         return None
     return (
