@@ -23,6 +23,7 @@ import torch
 
 __all__ = [
     "SUFFIXES",
+    "as_sample_pair",
     "as_samples",
     "atomic_write",
     "check_output",
@@ -37,6 +38,16 @@ __all__ = [
 ]
 
 SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".pt")
+
+
+def as_sample_pair(p: object, q: object) -> tuple[np.ndarray, np.ndarray]:
+    """``p`` and ``q`` as :func:`as_samples` matrices of the same dimension, or a clear error."""
+    x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
+    if x_p.shape[1] != x_q.shape[1]:
+        raise ValueError(
+            f"p and q must have the same dimension, got p: {x_p.shape[1]} and q: {x_q.shape[1]}"
+        )
+    return x_p, x_q
 
 
 def as_samples(x: object, name: str) -> np.ndarray:

@@ -49,7 +49,7 @@ from fdiv.estimation.crossfit import (
 )
 from fdiv.estimation.knn import knn_estimate
 from fdiv.estimation.result import Estimate, interval
-from fdiv.io import as_samples, is_integer, is_real
+from fdiv.io import as_sample_pair, is_integer, is_real
 from fdiv.progress import progress as progress_bar
 
 __all__ = [
@@ -117,11 +117,7 @@ def estimate(
     )
     if critic is not None and not isinstance(critic, nn.Module):
         raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
-    x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
-    if x_p.shape[1] != x_q.shape[1]:
-        raise ValueError(
-            f"p and q must have the same dimension, got p: {x_p.shape[1]} and q: {x_q.shape[1]}"
-        )
+    x_p, x_q = as_sample_pair(p, q)
     dev = resolve_device(device)
     explicit = bound != "auto" or critic is not None
     chosen, reason = choose_method(method, div, explicit)

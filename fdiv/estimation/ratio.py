@@ -28,7 +28,7 @@ from fdiv.estimation.crossfit import (
     training_objective,
 )
 from fdiv.estimation.estimate import DEFAULT_HIDDEN, check_training
-from fdiv.io import as_samples, is_integer
+from fdiv.io import as_sample_pair, as_samples, is_integer
 from fdiv.progress import progress as progress_bar
 
 __all__ = ["LogRatio", "fit_log_ratio"]
@@ -74,11 +74,7 @@ def fit_log_ratio(
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
     if not 0 < validation < 1:
         raise ValueError(f"validation must be a fraction in (0, 1), got {validation!r}")
-    x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
-    if x_p.shape[1] != x_q.shape[1]:
-        raise ValueError(
-            f"p and q must have the same dimension, got p: {x_p.shape[1]} and q: {x_q.shape[1]}"
-        )
+    x_p, x_q = as_sample_pair(p, q)
     dev = resolve_device(device)
     generator = torch.Generator().manual_seed(seed)
     split_p = _split("p", len(x_p), validation, generator)

@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from fdiv.device import resolve_device
 from fdiv.estimation import diagnostics
 from fdiv.estimation.estimate import Estimate
-from fdiv.io import as_samples
+from fdiv.io import as_sample_pair
 from fdiv.progress import progress as progress_bar
 
 __all__ = [
@@ -173,11 +173,7 @@ def telescoping_kl(
     start = time.perf_counter()
     _check_options(seed, steps, folds, ridge, max_pairs)
     a = waymark_coefficients(waymarks)
-    x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
-    if x_p.shape[1] != x_q.shape[1]:
-        raise ValueError(
-            f"p and q must have the same dimension, got p: {x_p.shape[1]} and q: {x_q.shape[1]}"
-        )
+    x_p, x_q = as_sample_pair(p, q)
     for name, x in (("p", x_p), ("q", x_q)):
         if len(x) < 10 * folds:
             raise ValueError(

@@ -20,7 +20,7 @@ import torch
 
 from fdiv.gan import metrics, plots, refine
 from fdiv.gan.config import DATA_DEFAULTS, LOSS_DEFAULTS, TrainConfig, option_types
-from fdiv.gan.data import load_dataset
+from fdiv.gan.data import Dataset, load_dataset
 from fdiv.gan.models import generate
 from fdiv.gan.refine import Refined
 from fdiv.gan.trainer import NonFiniteLossError, load_generator, resume, train
@@ -162,12 +162,12 @@ def _refine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _refined(args: argparse.Namespace, generator: torch.nn.Module, data: str, n: int) -> Refined:
+def _refined(
+    args: argparse.Namespace, generator: torch.nn.Module, dataset: Dataset, n: int
+) -> Refined:
     """The refined samples for ``args``, their acceptance printed."""
     steps = _count("--refine-steps", args.refine_steps)
-    out = refine.refine(
-        generator, load_dataset(data), n, args.seed, steps=steps, progress=sys.stderr.isatty()
-    )
+    out = refine.refine(generator, dataset, n, args.seed, steps=steps, progress=sys.stderr.isatty())
     print(
         f"refined: {steps} proposals per sample, {100 * out.acceptance:.1f}% accepted, "
         f"{100 * out.unmoved:.1f}% of samples left as drawn (ratio critic's validation "
@@ -190,7 +190,7 @@ def sample_run(args: argparse.Namespace) -> int:
     generator, config = load_generator(args.run_dir, use_ema=not args.raw)
     _check_memory(n, generator.latent_dim + 2 * _output_dim(generator))
     if args.refine:
-        drawn = _refined(args, generator, config.data, n).samples
+        drawn = _refined(args, generator, load_dataset(config.data), n).samples
     else:
         drawn = generate(generator, n, args.seed)
     samples = drawn.cpu().numpy().astype(np.float32)
@@ -228,7 +228,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     for path in plots.plot_run(Path(args.run_dir), generator, dataset, seed=args.seed):
         print(f"plot: {path}")
     if args.refine:  # beside the raw generator's figures, never instead of them
-        refined = _refined(args, generator, config.data, n).samples
+        refined = _refined(args, generator, dataset, n).samples
         result = metrics.evaluate(
             generator, dataset, seed=args.seed, estimate_steps=estimate_steps, samples=refined
         )
