@@ -620,6 +620,55 @@ def _banana_strong(dim: int = 10, b: float = 2.0) -> Task:
     )
 
 
+def _ring(components: int = 16, radius: float = 3.0, sd: float = 0.3) -> Mixture:
+    angles = 2.0 * math.pi * np.arange(components) / components
+    means = [radius * np.array([math.cos(a), math.sin(a)]) for a in angles]
+    return _mixture(means, [1.0 / components] * components, sd * sd)
+
+
+def _ring_gaussian(radius: float = 3.0, sd: float = 0.3) -> Gaussian:
+    """The Gaussian with the ring's moments (mean 0, variance radius^2 / 2 + sd^2 per axis)."""
+    return Gaussian(np.zeros(2), (radius * radius / 2.0 + sd * sd) * np.eye(2))
+
+
+def _ring_vs_gaussian() -> Task:
+    return Task(
+        "ring16-vs-gauss-d2",
+        "curved",
+        "16 narrow Gaussians (sd 0.3) on a circle of radius 3, a noisy curved manifold, vs the "
+        "Gaussian of its moments: log p/q has 16 sharp ridges",
+        _ring(),
+        _ring_gaussian(),
+        pearson_finite=True,
+    )
+
+
+def _gaussian_vs_ring() -> Task:
+    return Task(
+        "gauss-vs-ring16-d2",
+        "large",
+        "the ring's moment-matched Gaussian vs the ring of 16 narrow Gaussians: P puts mass "
+        "inside the ring and between its modes, where q is tiny (KL ~ 10, a density chasm in 2-D)",
+        _ring_gaussian(),
+        _ring(),
+        pearson_finite=False,
+    )
+
+
+def _cauchy_shift(dim: int = 5, shift: float = 2.0) -> Task:
+    mean = np.zeros(dim)
+    mean[0] = shift
+    return Task(
+        f"cauchy-shift-d{dim}",
+        "heavy-tail",
+        f"multivariate Cauchy (t, nu = 1) at {shift:g} e_1 vs at 0: no mean or variance (a "
+        "sample's standard deviation follows its largest rows); log p/q is bounded",
+        StudentT(Gaussian(mean, np.eye(dim)), 1.0),
+        StudentT(Gaussian.standard(dim), 1.0),
+        pearson_finite=True,
+    )
+
+
 def _betas() -> Task:
     p = Betas([2.0, 0.8, 5.0, 1.5, 3.0], [5.0, 0.8, 2.0, 1.5, 1.0])
     q = Betas([3.0, 1.2, 4.0, 1.0, 2.0], [4.0, 1.5, 3.0, 2.0, 2.0])
@@ -752,6 +801,9 @@ def _build() -> dict[str, Task]:
         _far_tiny_component(),
         _banana(),
         _banana_strong(),
+        _ring_vs_gaussian(),
+        _gaussian_vs_ring(),
+        _cauchy_shift(),
         _betas(),
         _arcsine_vs_uniform(),
         _correlated(10, 0.68),

@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 MIN_SPLIT = 20
+#: The interquartile range of a standard Gaussian: a robust standard deviation is IQR / IQR_SD.
+IQR_SD = 1.3489795003921634
+#: Robust standard deviations beyond which the critic's standardised input grows only
+#: logarithmically: a Gaussian row lies beyond 4 with probability 6e-5.
+SQUASH = 4.0
 _EVAL_CHUNK = 65536
 #: A trained critic whose validation objective falls this far (nats) below the constant critic
 #: v = 0 has failed (diverged): the constant critic is what an untrained one is close to.
@@ -103,16 +108,32 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y.mean(axis=0) * scale, np.where(std > 0, std, 1.0)
 
 
+def robust_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate median and a robust standard deviation (the interquartile range over its
+    Gaussian value 1.349; :func:`moments`' standard deviation where that range is 0)."""
+    q1, median, q3 = np.percentile(x, [25, 50, 75], axis=0)
+    iqr = (q3 - q1) / IQR_SD
+    return median, np.where(iqr > 0, iqr, moments(x)[1])
+
+
 def feature_map(
     train: np.ndarray, dev: torch.device, dtype: torch.dtype, gaussianise: bool
 ) -> Callable[[np.ndarray], Tensor]:
-    """The critic's input for rows x (n, d): x standardised with the moments of ``train``,
-    and with ``gaussianise`` its marginal Gaussianisation fitted on ``train`` beside it."""
-    mean, std = moments(train)
+    """The critic's input for rows x (n, d): x standardised with the robust moments of
+    ``train`` and squashed beyond SQUASH robust standard deviations (u -> SQUASH asinh(u /
+    SQUASH), a bijection: near the identity inside, logarithmic outside), and with
+    ``gaussianise`` its marginal Gaussianisation fitted on ``train`` beside it.
+
+    Mean and standard deviation fail on heavy tails: on a Cauchy sample the standard deviation
+    follows the largest rows, the bulk lands within 0.01 of 0 and the critic resolves it with
+    large weights that send its output to 43 on one far test row of Q (the DV estimate of a
+    Cauchy shift, KL 0.69, came out -5.1; d = 5, KL 1.12: -70.7, -19.1 and -0.54 on 3 seeds;
+    robust and squashed: 0.72, 0.73, 0.66 and 0.97, 0.94, 1.04)."""
+    center, scale = robust_moments(train)
     to_z = MarginalGaussian(train) if gaussianise else None
 
     def features(x: np.ndarray) -> Tensor:
-        u = (x - mean) / std
+        u = SQUASH * np.arcsinh((x - center) / scale / SQUASH)
         if to_z is not None:
             u = np.concatenate([u, to_z(x)], axis=1)
         return torch.from_numpy(u).to(dev, dtype)
@@ -282,12 +303,20 @@ def fit_fold(
         )
     net.load_state_dict(best_state)
     net.eval()
-    v_p, v_q = critic_outputs(net, test_p), critic_outputs(net, test_q)
+    # beyond the range of its outputs on the training rows the critic extrapolates: it is
+    # reported clamped to that range (a function of x like any other critic, so the bounds
+    # hold), which keeps one far test row of Q from deciding the partition term
+    v_train = [critic_outputs(net, x) for x in (train_p, train_q)]
+    low = min(float(v.min()) for v in v_train)
+    high = max(float(v.max()) for v in v_train)
+
+    def outputs(x: Tensor) -> Tensor:
+        return critic_outputs(net, x).clamp(low, high)
+
+    v_p, v_q = outputs(test_p), outputs(test_q)
     value, variance = reported_bound(v_p, v_q, bound, div, clip)
-    train = reported_bound(*(critic_outputs(net, x) for x in (train_p, train_q)), bound, div, clip)
-    val_value, val_var = reported_bound(
-        *(critic_outputs(net, x) for x in validation), bound, div, clip
-    )
+    train = reported_bound(*v_train, bound, div, clip)
+    val_value, val_var = reported_bound(*(outputs(x) for x in validation), bound, div, clip)
     return FoldResult(
         value, variance, train[0], val_value, val_var, v_p, v_q, history, best_step, step,
         diverged_at,
