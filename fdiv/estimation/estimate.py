@@ -346,9 +346,9 @@ def _large(x_p: np.ndarray, x_q: np.ndarray, seed: int, pilot: Estimate, start: 
     [10.9, 13.5] where telescoping gave 10.8): P and Q with equal means and
     covariances look alike to them whatever the divergence (two spikes at -3 and 3, sd 0.005,
     against the Gaussian of the same moments, KL 5.7: telescoping 0.00 +- 0.02 nats). The pilot
-    then stands with its upper end open: in the density chasm it may be far too low (N(0, 2.2^2
-    I) against a ring of 16 narrow Gaussians, d = 2, KL 10.07: the pilot 5.29 [5.13, 5.45]). Above the
-    pilot's interval it extrapolates a ratio that is not quadratic (two unit Gaussians at
+    then stands with its upper end open: in the density chasm it may be far too low (N(0,
+    2.2^2 I) against a ring of 16 narrow Gaussians, d = 2, KL 10.07: the pilot 5.29 [5.13,
+    5.45]). Above the pilot's interval it extrapolates a ratio that is not quadratic (two unit Gaussians at
     +-0.71 (1, ..., 1) in d = 20 against N(0, I), KL 10.0: telescoping 16.3 and 16.7, the
     pilot 13.6 [12.5, 14.8] and 12.0 [10.0, 14.1]); then the pilot stands, warned, with its
     interval stretched to telescoping's upper end. Where they agree the pilot's interval is
