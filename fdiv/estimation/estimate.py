@@ -343,19 +343,19 @@ def _large(x_p: np.ndarray, x_q: np.ndarray, seed: int, pilot: Estimate, start: 
 
     A telescoping value below half the pilot's means that the quadratic links cannot represent
     this ratio (the pilot's lower end is no test: at 10 nats, d = 20, the pilot came out 12.2
-    [10.9, 13.5] where telescoping gave 10.8): P and Q with equal means and
-    covariances look alike to them whatever the divergence (two spikes at -3 and 3, sd 0.005,
-    against the Gaussian of the same moments, KL 5.7: telescoping 0.00 +- 0.02 nats). The pilot
-    then stands with its upper end open: in the density chasm it may be far too low (N(0,
-    2.2^2 I) against a ring of 16 narrow Gaussians, d = 2, KL 10.07: the pilot 5.29 [5.13,
-    5.45]). Above the pilot's interval it extrapolates a ratio that is not quadratic (two unit Gaussians at
-    +-0.71 (1, ..., 1) in d = 20 against N(0, I), KL 10.0: telescoping 16.3 and 16.7, the
-    pilot 13.6 [12.5, 14.8] and 12.0 [10.0, 14.1]); then the pilot stands, warned, with its
-    interval stretched to telescoping's upper end. Where they agree the pilot's interval is
-    much the wider at 20 nats (d = 20: 24.5 [18.6, 30.4] against telescoping's 21.2 [17.3,
-    25.1]), so telescoping's stands, unless its fit was loose (more than LOOSE_FIT parameters
-    per pair): then its value is biased up by more than its jackknife shows (+30% at KL 20,
-    d = 20, 2,000 a side) and the interval's lower end is the pilot's.
+    [10.9, 13.5] where telescoping gave 10.8): P and Q with equal means and covariances look
+    alike to them whatever the divergence (two spikes at -3 and 3, sd 0.005, against the
+    Gaussian of the same moments, KL 5.7: telescoping 0.00 +- 0.02 nats). The pilot then stands
+    with its upper end open: in the density chasm it may be far too low (N(0, 2.2^2 I) against a
+    ring of 16 narrow Gaussians, d = 2, KL 10.07: the pilot 5.29 [5.13, 5.45]). Above the
+    pilot's interval it extrapolates a ratio that is not quadratic (two unit Gaussians at +-0.71
+    (1, ..., 1) in d = 20 against N(0, I), KL 10.0: telescoping 16.3 and 16.7, the pilot 13.6
+    [12.5, 14.8] and 12.0 [10.0, 14.1]); then the pilot stands, warned, with its interval
+    stretched to telescoping's upper end. Where they agree the pilot's interval is much the
+    wider at 20 nats (d = 20: 24.5 [18.6, 30.4] against telescoping's 21.2 [17.3, 25.1]), so
+    telescoping's stands, unless its fit was loose (more than LOOSE_FIT parameters per pair):
+    then its value is biased up by more than its jackknife shows (+30% at KL 20, d = 20, 2,000 a
+    side) and the interval's lower end is the pilot's.
     """
     why = (
         f"the variational estimate ({pilot.value:.2f} nats) exceeds {LARGE_KL:g} nats, where one "
