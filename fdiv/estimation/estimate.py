@@ -424,8 +424,7 @@ def _large(x_p: np.ndarray, x_q: np.ndarray, seed: int, pilot: Estimate, start: 
         reason=f"{why}; {below}, so the variational estimate stands",
         warnings=(
             *pilot.warnings,
-            f"{why} and {below}: the value may be far too low, so the interval's upper end is "
-            "open",
+            f"{why} and {below}: the value may be far too low, so the interval's upper end is open",
         ),
         seconds=time.perf_counter() - start,
     )
