@@ -150,7 +150,7 @@ def fold_tensors(
     dtype: torch.dtype,
     gaussianise: bool = False,
 ) -> tuple[tuple[Tensor, Tensor], ...]:
-    """The (P, Q) tensors of train, validation and test, standardised with the moments of the
+    """The (P, Q) tensors of train, validation and test: :func:`feature_map` fitted on the
     pooled train rows (so nothing about the test rows enters). ``gaussianise`` appends each
     row's marginal Gaussianisation (:class:`MarginalGaussian` fitted on the same pooled train
     rows): 2 d columns."""

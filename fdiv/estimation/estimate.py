@@ -99,10 +99,13 @@ def estimate(
     divergence; NWJ for kl), ``"dv"`` (kl, reverse_kl) or ``"smile"`` (kl only, ``clip`` is
     SMILE's), ``"auto"`` = dv for kl and reverse_kl, fdual otherwise. ``critic``: any module
     mapping (B, d) to (B,) or (B, 1), trained as a log-ratio estimate (logistic loss), copied
-    per fold; samples are standardised with each fold's pooled train moments and cast to its
-    dtype. The default critic (:class:`MLPCritic` with ``DEFAULT_HIDDEN``) sees 2 d inputs:
-    the standardised sample and its marginal Gaussianisation (:mod:`fdiv.estimation.features`,
-    fitted on the same rows), which f-divergences are invariant to. ``folds``
+    per fold; samples are standardised with each fold's pooled train rows' median and
+    interquartile range, squashed beyond 4 of those scales (:func:`crossfit.feature_map`) and
+    cast to its dtype; its test outputs are clamped to its training outputs' range (beyond it
+    a critic extrapolates). The default critic (:class:`MLPCritic` with ``DEFAULT_HIDDEN``)
+    sees 2 d inputs: the standardised sample and its marginal Gaussianisation
+    (:mod:`fdiv.estimation.features`, fitted on the same rows), which f-divergences are
+    invariant to. ``folds``
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
     ``eval_every`` steps (every step when one batch holds all training rows), stop after

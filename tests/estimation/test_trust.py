@@ -205,9 +205,12 @@ def test_diverging_training_is_refused_or_warned_never_tight() -> None:
     # lr = 10: the default critic's validation objective falls far below a constant critic's
     with pytest.raises(ValueError, match="training failed in fold 2"):
         fdiv.estimate(*shifted(1000, 2, 1.0), lr=10.0, **FAST)
-    # the small critic collapses to a near-constant one with a few extreme outputs instead
+    # the small critic collapses to a near-constant one with a few extreme outputs instead: a
+    # warning (a heavy log-ratio tail, or a partition term dominated by a few samples) and an
+    # interval more than 10 nats wide, for a truth of 1
     est = fit(*shifted(1000, 2, 1.0), lr=10.0)
-    assert has(est, "dominated by a few samples") and est.ci95[1] - est.ci95[0] > 10.0
+    assert has(est, "dominated by a few samples") or has(est, "bound the divergence only from")
+    assert est.ci95[1] - est.ci95[0] > 10.0
 
 
 def test_few_rows_in_many_dimensions_are_validated_every_step_and_overfitting_is_named() -> None:
