@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import names
 from fdiv.estimation.critics import check_sizes, mlp
-from fdiv.estimation.crossfit import MIN_SPLIT, snapshot
+from fdiv.estimation.crossfit import MIN_SPLIT, feature_map, snapshot
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
@@ -233,7 +233,9 @@ def mutual_information(
     f-mutual information D_f(P_XY || P_X x P_Y)); see the module docstring for which are lower
     bounds and which are capped. ``critic``: "separable" (all pairs; ``embedding`` and ``hidden``
     size its two MLPs), "joint" (shuffled pairs) or an ``nn.Module`` (copied before training).
-    x and y are standardised per coordinate with the train rows' moments. The other options are
+    x and y are standardised per coordinate as the divergence critics' inputs are (median and
+    interquartile range of the train rows, squashed far out: :func:`crossfit.feature_map`; MI
+    is unchanged by such maps of X and of Y). The other options are
     those of :func:`fdiv.estimate`; ``batch_size`` is in pairs. The same ``seed`` gives bitwise
     the same result on the CPU. Problems the interval cannot show come back in
     ``Estimate.warnings``.
@@ -266,8 +268,9 @@ def mutual_information(
         torch.manual_seed(seed)
         net = _make_critic(critic, x_np.shape[1], y_np.shape[1], embedding, hidden).to(dev)
         dtype = next((t.dtype for t in net.parameters() if t.is_floating_point()), torch.float32)
+        maps = [feature_map(a[parts[0]], dev, dtype, gaussianise=False) for a in (x_np, y_np)]
         train, val, test = (
-            tuple(_standardise(a, parts[0], idx, dev, dtype) for a in (x_np, y_np)) for idx in parts
+            tuple(f(a[idx]) for f, a in zip(maps, (x_np, y_np), strict=True)) for idx in parts
         )
         separable = _is_separable(net, train)
         if plan.report.kind == "infonce" and not separable:
@@ -336,14 +339,6 @@ def _make_critic(
 def _is_separable(net: nn.Module, pairs: tuple[Tensor, Tensor]) -> bool:
     with torch.no_grad():
         return isinstance(_scores(net, pairs[0][:2], pairs[1][:2]), tuple)
-
-
-def _standardise(
-    a: np.ndarray, train_rows: np.ndarray, rows: np.ndarray, dev: torch.device, dtype: torch.dtype
-) -> Tensor:
-    """Rows ``rows`` of ``a``, standardised per coordinate with the train rows' moments."""
-    mean, std = a[train_rows].mean(axis=0), a[train_rows].std(axis=0)
-    return torch.from_numpy((a[rows] - mean) / np.where(std > 0, std, 1.0)).to(dev, dtype)
 
 
 def _train(
