@@ -13,7 +13,7 @@ Methods, each on N = 10,000 pairs of every task (one seed):
 coordinate) with a 2^14-pair test split, beside the optimal critic's InfoNCE at B = 2^14.
 Nothing is asserted: figures go to ``extra_info["figures"]`` (keys in ``fdiv.bench.results``).
 
-    fdiv bench --suite mi --quick      # the reduced grid (5 tasks x 3 methods, 600 steps)
+    fdiv bench --suite mi --quick      # the reduced grid (6 tasks x 3 methods, 600 steps)
     fdiv bench --suite mi              # every task x every method (3,000 steps at most)
 """
 
@@ -44,6 +44,7 @@ QUICK_TASKS = (
     "gauss-sparse-d25-mi1",
     "gauss-d5-mi5-cube",
     "student-t3-d5-rho0.8",
+    "student-t1-d5-rho0.8",
 )
 QUICK_METHODS = ("auto", "ksg", "shuffled")
 CASES = [

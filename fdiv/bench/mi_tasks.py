@@ -423,7 +423,7 @@ def _build() -> dict[str, MITask]:
                 Transformed(base, fx, fy),
             )
         )
-    for nu, rho in ((3.0, 0.8), (5.0, 0.8), (3.0, 0.0)):
+    for nu, rho in ((1.0, 0.8), (3.0, 0.8), (5.0, 0.8), (3.0, 0.0)):
         tasks.append(
             MITask(
                 f"student-t{nu:g}-d5-rho{rho:g}",
