@@ -128,7 +128,8 @@ def feature_map(
     follows the largest rows, the bulk lands within 0.01 of 0 and the critic resolves it with
     large weights that send its output to 43 on one far test row of Q (the DV estimate of a
     Cauchy shift, KL 0.69, came out -5.1; d = 5, KL 1.12: -70.7, -19.1 and -0.54 on 3 seeds;
-    robust and squashed: 0.72, 0.73, 0.66 and 0.97, 0.94, 1.04)."""
+    robust and squashed, with :func:`fit_fold`'s clamp: 0.72, 0.73, 0.66 and 0.97, 0.94,
+    1.04)."""
     center, scale = robust_moments(train)
     to_z = MarginalGaussian(train) if gaussianise else None
 
