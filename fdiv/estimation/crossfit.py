@@ -167,7 +167,8 @@ def fold_tensors(
 class FoldResult:
     """One critic's result: its bound on the test rows with the delta-method variance, its
     in-sample bound on its own training rows, its selected validation value with variance (in
-    the reported bound), the raw test outputs."""
+    the reported bound), the raw test outputs and ``limits``, the range of its outputs on its
+    training rows, to which the reported bounds clamp them (:meth:`clamped`)."""
 
     value: float
     variance: float
@@ -180,6 +181,11 @@ class FoldResult:
     best_step: int
     steps: int
     diverged_at: int | None
+    limits: tuple[float, float] = (-math.inf, math.inf)
+
+    def clamped(self, v: Tensor) -> Tensor:
+        """Outputs v clamped to ``limits``, as the reported bounds see them."""
+        return v.clamp(*self.limits)
 
 
 def critic_outputs(net: nn.Module, x: Tensor) -> Tensor:
@@ -304,23 +310,21 @@ def fit_fold(
         )
     net.load_state_dict(best_state)
     net.eval()
-    # beyond the range of its outputs on the training rows the critic extrapolates: it is
-    # reported clamped to that range (a function of x like any other critic, so the bounds
-    # hold), which keeps one far test row of Q from deciding the partition term
+    # beyond the range of its outputs on the training rows the critic extrapolates: the bounds
+    # see its outputs clamped to that range (a function of x like any other critic, so they
+    # hold), which keeps one far test row of Q from deciding the partition term; the raw
+    # outputs are kept for the diagnostics (a clamped tail would hide P's heavy one)
     v_train = [critic_outputs(net, x) for x in (train_p, train_q)]
-    low = min(float(v.min()) for v in v_train)
-    high = max(float(v.max()) for v in v_train)
-
-    def outputs(x: Tensor) -> Tensor:
-        return critic_outputs(net, x).clamp(low, high)
-
-    v_p, v_q = outputs(test_p), outputs(test_q)
-    value, variance = reported_bound(v_p, v_q, bound, div, clip)
+    limits = (min(float(v.min()) for v in v_train), max(float(v.max()) for v in v_train))
+    v_p, v_q = critic_outputs(net, test_p), critic_outputs(net, test_q)
+    value, variance = reported_bound(v_p.clamp(*limits), v_q.clamp(*limits), bound, div, clip)
     train = reported_bound(*v_train, bound, div, clip)
-    val_value, val_var = reported_bound(*(outputs(x) for x in validation), bound, div, clip)
+    val_value, val_var = reported_bound(
+        *(critic_outputs(net, x).clamp(*limits) for x in validation), bound, div, clip
+    )
     return FoldResult(
         value, variance, train[0], val_value, val_var, v_p, v_q, history, best_step, step,
-        diverged_at,
+        diverged_at, limits,
     )  # fmt: skip
 
 

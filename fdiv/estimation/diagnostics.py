@@ -182,12 +182,14 @@ def leptokurtic(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
 
 def _hill(values: np.ndarray) -> float:
     """The Hill estimate of the upper tail index on the top k = ceil(sqrt(N)) of ``values``:
-    1 / mean(log(v_(i) / v_(k+1))), i <= k; inf where it is undefined (v_(k+1) <= 0)."""
+    1 / mean(log(v_(i) / v_(k+1))), i <= k; inf where it is undefined (v_(k+1) <= 0, or the
+    top k + 1 tie)."""
     top = np.sort(values)[::-1]
     k = math.ceil(math.sqrt(len(top)))
     if k + 1 > len(top) or top[k] <= 0:
         return math.inf
-    return float(1.0 / np.log(top[:k] / top[k]).mean())
+    mean_log = float(np.log(top[:k] / top[k]).mean())
+    return 1.0 / mean_log if mean_log > 0 else math.inf
 
 
 def test_disagrees(

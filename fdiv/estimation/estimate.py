@@ -303,14 +303,17 @@ def _warnings(
     v_q = torch.cat([r.v_q for r in results])
     found.append(diagnostics.separation(v_p, v_q, n))
     tail = None
-    if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value
+    if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value, unclamped
         tail = diagnostics.heavy_tail(-v_q if div.family == "reverse_kl" else v_p)
         found.append(tail)
     if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
         if div.family == "pearson":  # E_P[p/q] and E_Q[(p/q)^2]
-            terms = [(side, power) for r in results for side, power in ((r.v_p, 1), (r.v_q, 2))]
-        else:
-            terms = [(-r.v_p if div.family == "reverse_kl" else r.v_q, 1) for r in results]
+            terms = [(r.clamped(v), k) for r in results for v, k in ((r.v_p, 1), (r.v_q, 2))]
+        else:  # the terms as the value saw them
+            terms = [
+                (-r.clamped(r.v_p) if div.family == "reverse_kl" else r.clamped(r.v_q), 1)
+                for r in results
+            ]
         ess = [diagnostics.partition_ess(side, power) for side, power in terms]
         found.append(next((w for w in ess if w is not None), None))
     if bound == "smile":

@@ -24,6 +24,7 @@ from fdiv.estimation.crossfit import (
     fit_fold,
     fold_tensors,
     moments,
+    reported_bound,
     robust_moments,
 )
 from fdiv.estimation.features import MarginalGaussian
@@ -173,9 +174,14 @@ def test_test_outputs_are_clamped_to_the_training_outputs_range() -> None:
     trained = torch.cat([critic_outputs(net, train_p), critic_outputs(net, train_q)])
     raw = critic_outputs(net, test_q)
     assert not trained.min() <= raw[-1] <= trained.max()  # the far row extrapolates ...
-    assert result.v_q[-1] in (trained.min(), trained.max())  # ... and is reported clamped
+    assert torch.equal(result.v_q, raw)  # (kept raw for the diagnostics)
+    assert result.limits == (float(trained.min()), float(trained.max()))
+    clamped = result.clamped(result.v_q)
+    assert clamped[-1] in result.limits  # ... and the bounds see it clamped
     inside = (raw >= trained.min()) & (raw <= trained.max())
-    assert torch.equal(result.v_q[inside], raw[inside])  # the others are untouched
+    assert torch.equal(clamped[inside], raw[inside])  # the others are untouched
+    v_p = critic_outputs(net, data[2][0])
+    assert result.value == reported_bound(v_p.clamp(*result.limits), clamped, "dv", get("kl"), 5)[0]
 
 
 def test_cauchy_shifts_are_not_thrown_by_their_far_rows() -> None:

@@ -425,3 +425,20 @@ def test_heavy_tails_warn_telescoping_and_keep_the_pilot() -> None:
     assert diagnostics.leptokurtic(rng.normal(size=(3000, 2)), x_p) is not None  # Q heavy
     shift = telescoping_kl(*shifted(3000, 2, 4.0))
     assert not shift.warnings and math.isfinite(shift.ci95[1])
+
+
+def test_the_heavy_tail_check_sees_the_raw_outputs_not_the_clamped_ones() -> None:
+    # a log-ratio on P with a Pareto tail (index 1.5): the bounds clamp it to the training
+    # outputs' range, where the top rows tie and look light-tailed (at 10,000 a side the far
+    # component task lost its warning on 2 of 10 seeds so); the check reads the raw outputs
+    from fdiv.estimation.estimate import _warnings
+
+    rng = np.random.default_rng(0)
+    v_p = torch.from_numpy(rng.pareto(1.5, 3000))
+    v_q = torch.from_numpy(-rng.exponential(size=3000))
+    x = rng.normal(size=(3000, 2))
+    fold = FoldResult(0.5, 0.01, 0.5, 0.5, 0.01, v_p, v_q, [], 1, 1, None, (-5.0, 2.0))
+    found, heavy = _warnings([fold], get("kl"), "dv", 5.0, 3000, x, x)
+    assert heavy and any("heavy upper tail" in w for w in found)
+    seen = dataclasses.replace(fold, v_p=fold.clamped(v_p))  # what the clamp alone would show
+    assert not _warnings([seen], get("kl"), "dv", 5.0, 3000, x, x)[1]
