@@ -118,7 +118,9 @@ def heavy_tail(v_p: Tensor) -> str | None:
 def heavier_tail(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     """P's tail is heavy and heavier than Q's: the Hill index (:func:`_hill`) of the norms of
     the rows standardised with the pooled moments is below NORM_TAIL_INDEX on P and below
-    NORM_TAIL_RATIO times Q's. For estimators that do not see a log-ratio (kNN)."""
+    NORM_TAIL_RATIO times Q's. For kNN, which sees no log-ratio, and beside the variational
+    estimate's log-ratio check (:func:`heavy_tail`), which a critic on squashed inputs can
+    pass on P's heavy tail."""
     mean, std = moments(np.concatenate([x_p, x_q]))
     index_p, index_q = (_hill(np.linalg.norm((x - mean) / std, axis=1)) for x in (x_p, x_q))
     if not (index_p < NORM_TAIL_INDEX and index_p < NORM_TAIL_RATIO * index_q):

@@ -442,3 +442,21 @@ def test_the_heavy_tail_check_sees_the_raw_outputs_not_the_clamped_ones() -> Non
     assert heavy and any("heavy upper tail" in w for w in found)
     seen = dataclasses.replace(fold, v_p=fold.clamped(v_p))  # what the clamp alone would show
     assert not _warnings([seen], get("kl"), "dv", 5.0, 3000, x, x)[1]
+
+
+def test_a_heavier_tailed_p_opens_the_upper_end_whatever_the_critic_shows() -> None:
+    # the log-ratio's tail is light (the critic's outputs, exponential), but P is a t with 3 dof
+    # against a Gaussian Q: KL(P||Q) rests on P's far rows, so the upper end opens; the same
+    # light outputs on two Gaussian samples leave it closed
+    from fdiv.estimation.estimate import _warnings
+
+    rng = np.random.default_rng(0)
+    v = torch.from_numpy(rng.exponential(size=3000))
+    fold = FoldResult(0.5, 0.01, 0.5, 0.5, 0.01, v, -v, [], 1, 1, None)
+    t3, gauss = rng.standard_t(3, size=(3000, 5)), rng.normal(size=(3000, 5))
+    found, heavy = _warnings([fold], get("kl"), "dv", 5.0, 3000, t3, gauss)
+    assert heavy and any("P's tail is heavier than Q's" in w for w in found)
+    assert not _warnings([fold], get("kl"), "dv", 5.0, 3000, gauss, rng.normal(size=(3000, 5)))[1]
+    # reverse_kl rests on Q's far rows: a heavier-tailed Q opens it, a heavier-tailed P does not
+    assert _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, gauss, t3)[1]
+    assert not _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, t3, gauss)[1]
