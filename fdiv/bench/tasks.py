@@ -29,6 +29,7 @@ from scipy.linalg import solve_triangular
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
 from fdiv.divergences import gaussian as closed
+from fdiv.divergences import student_t
 from fdiv.divergences.registry import get as get_divergence
 
 __all__ = [
@@ -152,14 +153,9 @@ class StudentT:
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         x = check_points(x, self.dim)
-        nu, d = self.nu, self.dim
-        const = (
-            gammaln((nu + d) / 2)
-            - gammaln(nu / 2)
-            - 0.5 * d * math.log(nu * math.pi)
-            - 0.5 * self.scale.log_det
+        return student_t.log_density(
+            self.scale.mahalanobis_sq(x), self.nu, self.dim, self.scale.log_det
         )
-        return const - 0.5 * (nu + d) * np.log1p(self.scale.mahalanobis_sq(x) / nu)
 
     def entropy(self) -> float:
         """Differential entropy in nats (closed form)."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATIONS", "MLPCritic", "Standardised", "check_sizes", "mlp"]
+__all__ = ["ACTIVATIONS", "MLPCritic", "OffsetCritic", "Standardised", "check_sizes", "mlp"]
 
 #: Activation names accepted by :func:`mlp` and :class:`MLPCritic`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
@@ -85,3 +85,15 @@ class MLPCritic(Standardised):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net((x - self.shift) / self.scale).squeeze(-1)
+
+
+class OffsetCritic(nn.Module):
+    """v = ``net``(x[:, :-1]) + x[:, -1]: the inputs' last column is an offset (a fitted
+    log-ratio, :mod:`fdiv.estimation.parametric`) that the network corrects."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x[:, :-1]).reshape(-1) + x[:, -1]

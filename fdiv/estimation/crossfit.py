@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fdiv.divergences.registry import FDivergence, get
 from fdiv.estimation.features import MarginalGaussian
+from fdiv.estimation.parametric import log_ratio_offset
 from fdiv.estimation.result import Z95
 from fdiv.losses import dv_bound, smile_bound, variational_bound
 
@@ -161,13 +162,24 @@ def fold_tensors(
     dev: torch.device,
     dtype: torch.dtype,
     gaussianise: bool = False,
+    offset: bool = False,
 ) -> tuple[tuple[Tensor, Tensor], ...]:
     """The (P, Q) tensors of train, validation and test: :func:`feature_map` fitted on the
     pooled train rows (so nothing about the test rows enters). ``gaussianise`` appends each
     row's marginal Gaussianisation (:class:`MarginalGaussian` fitted on the same pooled train
-    rows): 2 d columns."""
-    train = np.concatenate([x_p[split_p.train], x_q[split_q.train]])
+    rows): 2 d columns. ``offset`` appends a last column, the log-ratio of Student t fits to
+    P's and Q's train rows (:func:`parametric.log_ratio_offset`), for an :class:`OffsetCritic`."""
+    train_p, train_q = x_p[split_p.train], x_q[split_q.train]
+    train = np.concatenate([train_p, train_q])
     features = feature_map(train, dev, dtype, gaussianise)
+    if offset:
+        fitted = log_ratio_offset(train_p, train_q, *robust_moments(train))
+        plain = features
+
+        def features(x: np.ndarray) -> Tensor:
+            column = torch.from_numpy(fitted(x)).to(dev, dtype)
+            return torch.cat([plain(x), column[:, None]], dim=1)
+
     return tuple(
         tuple(features(x[getattr(split, part)]) for x, split in ((x_p, split_p), (x_q, split_q)))
         for part in ("train", "validation", "test")

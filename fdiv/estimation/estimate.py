@@ -36,9 +36,9 @@ from torch import Tensor, nn
 
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import FDivergence, get
-from fdiv.estimation import diagnostics
+from fdiv.estimation import diagnostics, parametric
 from fdiv.estimation.auto import LARGE_KL, choose_method
-from fdiv.estimation.critics import MLPCritic
+from fdiv.estimation.critics import MLPCritic, OffsetCritic
 from fdiv.estimation.crossfit import (
     MIN_SPLIT,
     FoldResult,
@@ -105,7 +105,9 @@ def estimate(
     a critic extrapolates). The default critic (:class:`MLPCritic` with ``DEFAULT_HIDDEN``)
     sees 2 d inputs: the standardised sample and its marginal Gaussianisation
     (:mod:`fdiv.estimation.features`, fitted on the same rows), which f-divergences are
-    invariant to. ``folds``
+    invariant to, and where the fold's train rows number at least 10 per parameter of a t fit
+    (d = 10: 660 a side) it corrects the log-ratio of Student t fits to P's and Q's train rows
+    (:mod:`fdiv.estimation.parametric`), which extrapolates beyond Q's last rows. ``folds``
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
     ``eval_every`` steps (every step when one batch holds all training rows), stop after
@@ -225,21 +227,28 @@ def _variational(
     evaluations = folds * (training["steps"] // training["eval_every"] + 1)
     bar = progress_bar(evaluations, f"estimate {div.name}", enabled=progress)
     results: list[FoldResult] = []
+    # the default critic starts from the log-ratio of t fits (parametric.py) where they are
+    # tight: on the least of any fold's train rows of either side
+    offset = critic is None and parametric.fits(
+        x_p.shape[1], min(len(s.train) for pair in splits for s in pair)
+    )
     with torch.random.fork_rng(devices=cuda_indices(dev)):
         torch.manual_seed(seed)
         for fold, (split_p, split_q) in enumerate(splits):
             # a user's critic is copied: left untouched, the same start in every fold; the
             # default one also sees the marginal Gaussianisation (features.py): 2 d inputs
-            net = (
-                MLPCritic(2 * x_p.shape[1], DEFAULT_HIDDEN)
-                if critic is None
-                else copy.deepcopy(critic)
-            )
+            if critic is None:
+                net = MLPCritic(2 * x_p.shape[1], DEFAULT_HIDDEN)
+                net = OffsetCritic(net) if offset else net
+            else:
+                net = copy.deepcopy(critic)
             net = net.to(dev)
             dtype = next(
                 (t.dtype for t in net.parameters() if t.is_floating_point()), torch.float32
             )
-            data = fold_tensors(x_p, x_q, split_p, split_q, dev, dtype, gaussianise=critic is None)
+            data = fold_tensors(
+                x_p, x_q, split_p, split_q, dev, dtype, gaussianise=critic is None, offset=offset
+            )
             results.append(
                 fit_fold(net, data, fold, div, bound, clip, generator, bar=bar, **training)
             )
