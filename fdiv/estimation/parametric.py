@@ -10,7 +10,12 @@ extrapolates instead: the critic is v(x) = log p_t(x) - log q_t(x) + g(x), with 
 Student t densities fitted to P's and Q's training rows by maximum likelihood (degrees of
 freedom included, so that Cauchy tails, a Gaussian's (nu at NU_MAX) and those between are all
 in the family) and g the trained network, which corrects the fits where the samples are. Far
-out, where no sample corrects it, the log-ratio is the fits'. All values in nats.
+out, where no sample corrects it, the log-ratio is the fits'. Measured (10,000 a side, 10 seeds,
+mean estimate before -> after): that t 0.71 -> 1.14 for 1.27, the t with 5 dof 0.24 -> 0.35 for
+0.36, Laplace 0.31 -> 0.36 for 0.36, a 1% component 8 away 0.03 -> 0.14 for 0.26 (d = 5), the
+correlated Gaussian 3.89 -> 4.29 for 4.15 (d = 10); on the Gaussian pair with P wider than Q
+(0.77, d = 5) the better tail exposes DV's partition term, whose variance is then infinite (one
+seed of 10 0.61, warned). All values in nats.
 """
 
 from __future__ import annotations
