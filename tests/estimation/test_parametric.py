@@ -14,7 +14,7 @@ import fdiv
 from fdiv.bench.tasks import get_task
 from fdiv.divergences import student_t
 from fdiv.estimation.critics import OffsetCritic
-from fdiv.estimation.estimate import _with_fitted
+from fdiv.estimation.estimate import _fitted_kl, _stretched
 from fdiv.estimation.parametric import (
     LOOSE,
     NU_MAX,
@@ -125,11 +125,8 @@ def test_in_the_chasm_the_interval_stretches_to_the_fits_own_value() -> None:
     true = stats.multivariate_t.logpdf(x_p, location, np.eye(2), df=5) - (
         stats.multivariate_t.logpdf(x_p, np.zeros(2), np.eye(2), df=5)
     )
-    pilot = fdiv.Estimate(
-        value=15.0, stderr=0.5, ci95=(14.0, 16.0), divergence="kl", bound="dv",
-        n_train=(0, 0), n_validation=(0, 0), n_test=(2000, 2000), steps=0, best_step=0,
-        seconds=0.0, history=(),
-    )  # fmt: skip
-    low, high = _with_fitted(pilot, x_p, x_q)
-    assert abs(low - true.mean()) < 0.8 and high == 16.0
-    assert _with_fitted(pilot, x_p[:30], x_q[:30]) == (14.0, 16.0)  # 30 rows: the fits are loose
+    fitted = _fitted_kl(x_p, x_q)
+    assert fitted is not None and abs(fitted - true.mean()) < 0.8
+    assert _stretched((14.0, 16.0), fitted) == (fitted, 16.0)
+    assert _stretched((14.0, 16.0), None) == (14.0, 16.0)
+    assert _fitted_kl(x_p[:30], x_q[:30]) is None  # 30 rows: the fits are loose
