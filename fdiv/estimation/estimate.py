@@ -67,6 +67,8 @@ BOUNDS: tuple[str, ...] = ("auto", "fdual", "dv", "smile")
 METHODS: tuple[str, ...] = ("auto", "variational", "knn", "telescoping")
 #: Divergences with a Donsker-Varadhan bound: kl, and reverse_kl as kl of the swapped pair.
 _DV_FAMILIES = ("kl", "reverse_kl")
+#: Up to this dimension ``method="auto"`` checks a kl estimate against kNN (see auto.py).
+KNN_CHECK_DIM = 2
 #: The default critic: smaller than the GAN's, so that ``folds`` of them fit the time budget.
 DEFAULT_HIDDEN = (128, 128)
 
@@ -152,8 +154,10 @@ def estimate(
             "patience": patience,
         },
     )
-    if method == "auto" and div.family == "kl" and not explicit and result.value > LARGE_KL:
-        return _large(x_p, x_q, seed, result, start)
+    if method == "auto" and div.family == "kl" and not explicit:
+        if result.value > LARGE_KL:
+            return _large(x_p, x_q, seed, result, start)
+        result = _with_knn(x_p, x_q, result, k)
     return dataclasses.replace(result, reason=reason, seconds=time.perf_counter() - start)
 
 
@@ -489,6 +493,28 @@ def _fitted_kl(x_p: np.ndarray, x_q: np.ndarray) -> float | None:
     offset = parametric.log_ratio_offset(x_p, x_q, *robust_moments(np.concatenate([x_p, x_q])))
     fitted = float(offset(x_p).mean())
     return fitted if math.isfinite(fitted) else None
+
+
+def _with_knn(x_p: np.ndarray, x_q: np.ndarray, result: Estimate, k: int) -> Estimate:
+    """``result``, its interval stretched to the kNN estimate's where that value lies outside
+    it, warned (up to :data:`KNN_CHECK_DIM` dimensions, where kNN is cheap and nearly unbiased
+    on smooth densities; a kNN value that warns itself is no evidence)."""
+    if x_p.shape[1] > KNN_CHECK_DIM:
+        return result
+    knn = knn_estimate(x_p, x_q, k)
+    low, high = result.ci95
+    if knn.warnings or low <= knn.value <= high:
+        return result
+    return dataclasses.replace(
+        result,
+        ci95=(min(low, knn.ci95[0]), max(high, knn.ci95[1])),
+        warnings=(
+            *result.warnings,
+            f"the kNN estimate ({knn.value:.3f} nats) lies outside the variational interval "
+            f"[{low:.3f}, {high:.3f}]: one of them is biased (a critic too smooth for the "
+            "density ratio, or kNN's finite-sample bias), so the interval spans both",
+        ),
+    )
 
 
 def _stretched(ci: tuple[float, float], value: float | None) -> tuple[float, float]:

@@ -462,3 +462,36 @@ def test_a_heavier_tailed_p_opens_the_upper_end_whatever_the_critic_shows() -> N
     # reverse_kl rests on Q's far rows: a heavier-tailed Q opens it, a heavier-tailed P does not
     assert _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, gauss, t3)[1]
     assert not _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, t3, gauss)[1]
+
+
+def test_knn_outside_a_low_dimensional_interval_stretches_it_warned() -> None:
+    from fdiv.estimation.estimate import KNN_CHECK_DIM, _with_knn
+
+    # N(0, 1) vs N(1, 1), KL 0.5 nats: a variational interval that misses it (a critic too
+    # smooth for the ratio, as on the ring of 16 modes: 1.19 [1.15, 1.27] for 1.295) must
+    # stretch to kNN's interval (kNN: 0.44-0.50 over 5 seeds at 4,000 rows, its standard error
+    # 0.018); one that holds kNN's value stays as it is
+    x_p, x_q = shifted(4000, 1, 1.0)
+    knn = knn_estimate(x_p, x_q)
+    assert abs(knn.value - 0.5) < 0.1 and not knn.warnings
+    base = dataclasses.replace(knn, value=0.15, ci95=(0.1, 0.2), method="variational")
+    est = _with_knn(x_p, x_q, base, 5)
+    assert est.ci95 == (0.1, knn.ci95[1]) and est.value == 0.15
+    assert has(est, f"kNN estimate ({knn.value:.3f} nats) lies outside")
+    held = dataclasses.replace(base, ci95=(knn.value - 0.01, knn.value + 0.01))
+    assert _with_knn(x_p, x_q, held, 5) is held
+    # above KNN_CHECK_DIM dimensions, or where kNN warns itself (repeated rows), no check
+    wide_p, wide_q = shifted(4000, KNN_CHECK_DIM + 1, 1.0)
+    assert _with_knn(wide_p, wide_q, base, 5) is base
+    levels = np.round(x_p * 2) / 2
+    assert knn_estimate(levels, x_q).warnings and _with_knn(levels, x_q, base, 5) is base
+
+
+def test_the_default_kl_estimate_runs_the_knn_check(monkeypatch) -> None:
+    module = sys.modules["fdiv.estimation.estimate"]
+    x_p, x_q = shifted(1500, 1, 1.0)
+    far = dataclasses.replace(knn_estimate(x_p, x_q), value=50.0, ci95=(49.0, 51.0))
+    monkeypatch.setattr(module, "knn_estimate", lambda *args: far)
+    est = fdiv.estimate(x_p, x_q, **FAST)
+    assert has(est, "kNN estimate (50.000 nats)") and est.ci95[1] == 51.0
+    assert not has(fit(x_p, x_q), "kNN")  # a given critic asks for the variational value only
