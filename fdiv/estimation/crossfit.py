@@ -35,6 +35,7 @@ __all__ = [
     "fit_fold",
     "fold_tensors",
     "moments",
+    "plug_in",
     "snapshot",
 ]
 
@@ -367,13 +368,42 @@ def combine(results: list[FoldResult]) -> tuple[float, float]:
     of the mean (which also carries how much the trained critics differ). Folds are weighted by
     their test sizes.
     """
-    sizes = np.array([len(r.v_p) + len(r.v_q) for r in results], dtype=np.float64)
-    w = sizes / sizes.sum()
-    values = np.array([r.value for r in results])
-    held_out = float(w @ values)
-    in_sample = float(w @ np.array([r.train for r in results]))
-    within = float(np.square(w) @ np.array([r.variance for r in results]))
-    k = len(results)
-    between = float(np.sum(w * np.square(values - held_out)) * k / (k - 1) / k) if k > 1 else 0.0
+    held_out, stderr = _pooled(results, [r.value for r in results], [r.variance for r in results])
+    in_sample = float(_weights(results) @ np.array([r.train for r in results]))
     half_gap = abs(in_sample - held_out) / 2
-    return (held_out + in_sample) / 2, math.sqrt(within + between) + half_gap / Z95
+    return (held_out + in_sample) / 2, stderr + half_gap / Z95
+
+
+def plug_in(results: list[FoldResult], reverse: bool = False) -> tuple[float, float]:
+    """(value, stderr) in nats of the plug-in kl estimate over folds: the mean held-out
+    log-ratio over P (over Q of -v for ``reverse``, KL(Q||P)), clamped as the bounds see it.
+
+    Unlike DV it has no partition term log E_Q[e^v], a mean of a heavy-tailed variable where
+    E_Q[(p/q)^2] is large or infinite; the logistic loss that trains every critic pins its
+    level (the optimum is log p/q itself, not up to a constant). Its standard error pools the
+    test noise and the spread between folds as :func:`combine` does.
+    """
+    sides = [-r.clamped(r.v_q) if reverse else r.clamped(r.v_p) for r in results]
+    sides = [v.double() for v in sides]
+    return _pooled(
+        results, [float(v.mean()) for v in sides], [float(v.var()) / len(v) for v in sides]
+    )
+
+
+def _weights(results: list[FoldResult]) -> np.ndarray:
+    """Each fold's share of the test rows."""
+    sizes = np.array([len(r.v_p) + len(r.v_q) for r in results], dtype=np.float64)
+    return sizes / sizes.sum()
+
+
+def _pooled(
+    results: list[FoldResult], values: list[float], variances: list[float]
+) -> tuple[float, float]:
+    """The folds' test-size-weighted mean of ``values`` and its standard error: the pooled
+    ``variances`` plus the between-fold variance of the mean."""
+    w, v = _weights(results), np.array(values)
+    mean = float(w @ v)
+    within = float(np.square(w) @ np.array(variances))
+    k = len(results)
+    between = float(np.sum(w * np.square(v - mean)) * k / (k - 1) / k) if k > 1 else 0.0
+    return mean, math.sqrt(within + between)
