@@ -45,9 +45,7 @@ PENALTIES: tuple[str, ...] = ("auto", "none", *_KERNEL_PENALTIES)
 #: (grid25 seeds 3, 4: 96.5% / 92.8% at 18,000 steps, 97.2% / 96.7% at 22,000 lazy, in about the
 #: same time; batch 512 at 11,000 steps: 91.6% / 93.8%; 25,000 lifted grid25 seed 1 from 94.3% to
 #: 95.9% but took 177-187 s a run, at the 3-minute budget); top-k training is off (ring8, one seed:
-#: 97.5% without, 96.3% with top_k 0.5); js decays over the last half (the seeds that missed at
-#: 0.3, ring8 3 and grid25 1: 96.8% -> 97.2% and 94.3% -> 95.0%; see REPORT.md for all seeds).
-#: The networks work in
+#: 97.5% without, 96.3% with top_k 0.5). The networks work in
 #: standardised coordinates (see fdiv.gan.models), so one row serves every data scale. wgan-gp
 #: keeps the usual n_critic 5 and betas (0.5, 0.9) with the penalty weight 0.1 that Gulrajani et
 #: al. used on their toy data (lr 3e-4, 2,500 steps: weight 10 finds 2/25 grid25 modes, 0.1 24), a
@@ -70,7 +68,6 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
         "penalty_every": 4,
         "ema": 0.999,
     },
-    "js": {"lr_decay": 0.5},
     "wgan-gp": {
         "steps": 4500,
         "n_critic": 5,
