@@ -115,8 +115,11 @@ def estimate(
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
     ``eval_every`` steps (every step when one batch holds all training rows), stop after
-    ``patience`` steps without improvement or after ``steps``.
-    The same ``seed`` gives bitwise the same result on the CPU. ``progress`` shows a progress
+    ``patience`` steps without improvement or after ``steps``. Where DV's partition term rests
+    on a few of Q's rows (effective sample size) the default critic that corrects the t fits
+    reports its plug-in held-out mean log-ratio instead (:func:`crossfit.plug_in`), the interval
+    spanning both; in one and two dimensions a kl value below ``LARGE_KL`` is checked against
+    kNN (:func:`_with_knn`). The same ``seed`` gives bitwise the same result on the CPU. ``progress`` shows a progress
     bar on stderr. Raises ValueError when training diverges before any finite validation value.
     """
     start = time.perf_counter()
