@@ -120,7 +120,8 @@ def estimate(
     reports its plug-in held-out mean log-ratio instead (:func:`crossfit.plug_in`), the interval
     spanning both; in one and two dimensions a kl value below ``LARGE_KL`` is checked against
     kNN (:func:`_with_knn`). The same ``seed`` gives bitwise the same result on the CPU.
-    ``progress`` shows a progress bar on stderr. Raises ValueError when training diverges before any finite validation value.
+    ``progress`` shows a progress bar on stderr. Raises ValueError when training diverges
+    before any finite validation value.
     """
     start = time.perf_counter()
     div = get(divergence)
