@@ -281,8 +281,8 @@ def _variational(
         low, high = min(low, value - Z95 * plug_se), max(high, value + Z95 * plug_se)
         warnings = (
             *warnings,
-            f"so the value is the plug-in mean log-ratio over the held-out rows ({value:.3f} "
-            f"nats; DV {dv:.3f}), and the interval spans both",
+            "with the partition term on a few rows, the value is the plug-in mean log-ratio "
+            f"over the held-out rows ({value:.3f} nats; DV {dv:.3f}), the interval spanning both",
         )
     if heavy_tail:
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
@@ -318,7 +318,7 @@ def _warnings(
     n: int,
     x_p: np.ndarray,
     x_q: np.ndarray,
-) -> tuple[tuple[str, ...], bool]:
+) -> tuple[tuple[str, ...], bool, bool]:
     """The warnings, whether the log-ratio's tail on P is heavy (the upper end is open) and
     whether a mean of exp(log-ratio) rests on a few rows (its effective sample size)."""
     found: list[str | None] = []
