@@ -89,7 +89,7 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
         help="estimator; auto picks one and says why (default auto)",
     )
     parser.add_argument("--folds", type=int, default=3, help="cross-fitted critics")
-    parser.add_argument("--steps", type=int, default=2000, help="most training steps per fold")
+    parser.add_argument("--steps", type=int, default=6000, help="most training steps per fold")
     parser.add_argument("--batch-size", type=int, default=1024, help="samples per side per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--patience", type=int, default=400, help="steps without improvement")

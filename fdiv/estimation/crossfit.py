@@ -277,6 +277,7 @@ def fit_fold(
 ) -> FoldResult:
     """Train ``net`` (Adam, early stopping on the validation objective), keep its best state
     and report it on the test rows. ``data`` holds the (P, Q) tensors of train, validation, test.
+    ``bar`` counts steps: ``steps`` of them for the fold, early stopping included.
     """
     (train_p, train_q), validation, (test_p, test_q) = data
     objective = training_objective()
@@ -286,7 +287,7 @@ def fit_fold(
         eval_every = 1  # full batches: every step is a pass over the rows, which few rows overfit
     history: list[tuple[float, ...]] = []
     best_value, best_step, best_state = -math.inf, 0, snapshot(net)
-    running, count, step, diverged_at = 0.0, 0, 0, None
+    running, count, step, diverged_at, bar_steps = 0.0, 0, 0, None, 0
     for step in range(1, steps + 1):
         net.train()
         i_p = torch.randint(len(train_p), (b_p,), generator=generator).to(train_p.device)
@@ -308,9 +309,11 @@ def fit_fold(
             break
         if val > best_value:
             best_value, best_step, best_state = val, step, snapshot(net)
-        bar.update(1)
+        bar.update(step - bar_steps)
+        bar_steps = step
         if step - best_step >= patience:
             break
+    bar.update(steps - bar_steps)
     if best_step == 0:
         raise ValueError(
             f"training diverged: the validation objective was not finite at step {diverged_at} "

@@ -86,7 +86,7 @@ def fit_log_ratio(
         (features(x_p[getattr(split_p, part)]), features(x_q[getattr(split_q, part)]))
         for part in ("train", "validation", "test")
     )
-    bar = progress_bar(steps // eval_every + 1, "fit log p/q", enabled=progress)
+    bar = progress_bar(steps, "fit log p/q", enabled=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = MLPCritic(2 * x_p.shape[1], DEFAULT_HIDDEN).to(dev)

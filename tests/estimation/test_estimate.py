@@ -175,6 +175,36 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFix
     assert capsys.readouterr().err == ""
 
 
+class _Bar:
+    """Records what a progress bar is told."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True) -> None:
+        self.total, self.n = total, 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_progress_bar_counts_steps_and_fills_when_training_stops_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    bars: list[_Bar] = []
+
+    def bar(*args: object, **kwargs: object) -> _Bar:
+        bars.append(_Bar(*args, **kwargs))  # type: ignore[arg-type]
+        return bars[-1]
+
+    monkeypatch.setattr(importlib.import_module("fdiv.estimation.estimate"), "progress_bar", bar)
+    est = fit(*draw(*pair(1), n=600), steps=5000, patience=50, progress=True)
+    assert est.steps < 5000  # early stopping ended every fold
+    assert len(bars) == 1 and bars[0].total == bars[0].n == 2 * 5000
+
+
 def _bad(x: np.ndarray, row: int, column: int, value: float) -> np.ndarray:
     x = x.copy()
     x[row, column] = value

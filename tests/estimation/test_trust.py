@@ -58,6 +58,12 @@ def test_partition_ess_check() -> None:
     assert diagnostics.partition_ess(v_q) is None  # ESS = 1000
     v_q[:3] = 30.0  # three samples carry e^30 each: ESS = 3
     assert "effective sample size 3.0 of 1000" in diagnostics.partition_ess(v_q)
+    # few rows: the bar is 15% of them (ESS 60 of 133 is an even spread, 19 of 133 is not)
+    few = torch.zeros(133)
+    few[:60] = 30.0
+    assert diagnostics.partition_ess(few) is None
+    few[19:60] = 0.0
+    assert "effective sample size 19.0 of 133" in diagnostics.partition_ess(few)
 
 
 def test_pearson_chi2_term_dominated_by_a_few_rows_is_named() -> None:
