@@ -539,3 +539,24 @@ def test_the_default_kl_estimate_runs_the_knn_check(monkeypatch) -> None:
     est = fdiv.estimate(x_p, x_q, **FAST)
     assert has(est, "kNN estimate (50.000 nats)") and est.ci95[1] == 51.0
     assert not has(fit(x_p, x_q), "kNN")  # a given critic asks for the variational value only
+
+
+def test_the_large_kl_path_sees_dv_where_the_plug_in_stands_in(monkeypatch) -> None:
+    """A plug-in value below LARGE_KL with DV above it still takes the large-KL path."""
+    module = sys.modules["fdiv.estimation.estimate"]
+    real, pilots = module._variational, []
+
+    def dv_above(*args: object) -> tuple[fdiv.Estimate, float]:
+        est, _ = real(*args)
+        return est, LARGE_KL + 1.0
+
+    def large(x_p, x_q, seed, pilot, start) -> fdiv.Estimate:
+        pilots.append(pilot)
+        return pilot
+
+    monkeypatch.setattr(module, "_large", large)
+    x_p, x_q = shifted(1500, 1, 1.0)
+    assert fdiv.estimate(x_p, x_q, **FAST).value < LARGE_KL and pilots == []
+    monkeypatch.setattr(module, "_variational", dv_above)
+    est = fdiv.estimate(x_p, x_q, **FAST)
+    assert len(pilots) == 1 and pilots[0].value == est.value < LARGE_KL
