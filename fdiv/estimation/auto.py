@@ -20,7 +20,8 @@ The rule, from measured numbers (benchmarks/results/REPORT.md, 10,000 a side unl
    1-D tasks it fires on 0-6 of 10 seeds (kNN 14% low on the 5-nat shift, where the critics are
    within 3%), a wider interval and a warning; at d = 5 kNN's bias (above) would only widen
    intervals that already hold the truth (one more covered run in 200).
-3. When the variational estimate exceeds LARGE_KL nats the telescoping estimator replaces it
+3. When the variational estimate (or DV's value, where the plug-in stands in for it) exceeds
+   LARGE_KL nats the telescoping estimator replaces it
    (one density ratio fails past a few nats: dv at d = 20, KL 10 gave 11.0, 8.8, 13.6 over three
    seeds while correlated d = 10, KL 4.15, was within 5%; telescoping: 10.19 and 19.77 for KL
    10 and 20 at d = 20, 10 seeds each), unless it falls below half the variational value or

@@ -354,7 +354,7 @@ def _warnings(
         # 3 dof against a Gaussian, 2,000 a side, was covered on 0 of 10 seeds, silently)
         reverse = div.family == "reverse_kl"
         tails = [
-            diagnostics.heavy_tail(-v_q if reverse else v_p),
+            diagnostics.heavy_tail(*((-v_q, -v_p) if reverse else (v_p, v_q))),
             diagnostics.heavier_tail(*((x_q, x_p) if reverse else (x_p, x_q))),
         ]
         found += tails
