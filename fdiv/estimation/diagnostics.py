@@ -47,8 +47,8 @@ DISAGREE_Z = 4.0
 #: suite's pairs an index under 3 (on the top sqrt(N) rows) marked every Student-t and far-
 #: component pair, whose estimates fell 20-95% low, while light-tailed pairs scored 3.8 to 13.
 HEAVY_TAIL_INDEX = 3.0
-#: Share of the Hill index's k top rows of P that Q's held-out rows must match in number, at or
-#: above the (k+1)-th largest log-ratio on P, for P's tail to count as covered by Q (no warning).
+#: Share of the Hill index's k top rows of P that Q's held-out rows must match in number above
+#: the (k+1)-th largest log-ratio on P, for P's tail to count as covered by Q (no warning).
 #: On one Gaussian sample given as P and Q, or two of one Gaussian (d = 3, 300 to 1,000 rows a
 #: side, 4 seeds), the index fell below 3 on 17 of 24 runs, the tail of noise around 0, while
 #: Q reached the threshold 0.83 to 2.8 times k; on the suite's heavy-tailed pairs at 2,000 a
@@ -123,7 +123,7 @@ def partition_ess(v_q: Tensor, power: int = 1) -> str | None:
 def heavy_tail(v_p: Tensor, v_q: Tensor | None = None) -> str | None:
     """The Hill estimate (:func:`_hill`) of the upper tail index of the log-ratio on P's
     held-out rows; given Q's (``v_q``), not where Q covers P's tail (noise around a ratio of 1):
-    TAIL_REACH_SHARE k of Q's rows reach its threshold and fewer than TAIL_BEYOND_ROWS of P's
+    TAIL_REACH_SHARE k of Q's rows lie above its threshold and fewer than TAIL_BEYOND_ROWS of P's
     rows lie above all of Q's."""
     values = v_p.double().cpu().numpy()
     index = _hill(values)
@@ -132,7 +132,8 @@ def heavy_tail(v_p: Tensor, v_q: Tensor | None = None) -> str | None:
         return None
     threshold = np.sort(values)[-k - 1]  # the index is finite: there are k + 1 rows
     if v_q is not None:
-        reached = int((v_q >= threshold).sum()) >= TAIL_REACH_SHARE * k
+        # strictly above, as P's k top rows are: a collapsed critic's constant is no reach
+        reached = int((v_q > threshold).sum()) >= TAIL_REACH_SHARE * k
         if reached and int((v_p > v_q.max()).sum()) < TAIL_BEYOND_ROWS:
             return None
     return (
