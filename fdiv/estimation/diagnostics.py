@@ -130,8 +130,8 @@ def heavy_tail(v_p: Tensor, v_q: Tensor | None = None) -> str | None:
     k = math.ceil(math.sqrt(len(values)))
     if index >= HEAVY_TAIL_INDEX:
         return None
-    threshold = np.sort(values)[-k - 1]  # the index is finite: there are k + 1 rows
     if v_q is not None:
+        threshold = np.sort(values)[-k - 1]  # the index is finite: there are k + 1 rows
         # strictly above, as P's k top rows are: a collapsed critic's constant is no reach
         reached = int((v_q > threshold).sum()) >= TAIL_REACH_SHARE * k
         if reached and int((v_p > v_q.max()).sum()) < TAIL_BEYOND_ROWS:
