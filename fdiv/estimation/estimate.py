@@ -69,7 +69,7 @@ METHODS: tuple[str, ...] = ("auto", "variational", "knn", "telescoping")
 #: Divergences with a Donsker-Varadhan bound: kl, and reverse_kl as kl of the swapped pair.
 _DV_FAMILIES = ("kl", "reverse_kl")
 #: Up to this dimension ``method="auto"`` checks a kl estimate against kNN (see auto.py).
-KNN_CHECK_DIM = 2
+KNN_CHECK_DIM = 3
 #: The default critic: smaller than the GAN's, so that ``folds`` of them fit the time budget.
 DEFAULT_HIDDEN = (128, 128)
 
@@ -122,7 +122,7 @@ def estimate(
     it, the folds stopping at 1,750-4,550). Where DV's partition term rests
     on a few of Q's rows (effective sample size) the default critic that corrects the t fits
     reports its plug-in held-out mean log-ratio instead (:func:`crossfit.plug_in`), the interval
-    spanning both; in one and two dimensions a kl value below ``LARGE_KL`` is checked against
+    spanning both; in one to three dimensions a kl value below ``LARGE_KL`` is checked against
     kNN (:func:`_with_knn`). The same ``seed`` gives bitwise the same result on the CPU.
     ``progress`` shows a progress bar on stderr. Raises ValueError when training diverges
     before any finite validation value.
@@ -529,8 +529,9 @@ def _fitted_kl(x_p: np.ndarray, x_q: np.ndarray) -> float | None:
 
 def _with_knn(x_p: np.ndarray, x_q: np.ndarray, result: Estimate, k: int) -> Estimate:
     """``result``, its interval stretched to the kNN estimate's where that value lies outside
-    it, warned (up to :data:`KNN_CHECK_DIM` dimensions, where kNN is cheap and nearly unbiased
-    on smooth densities; a kNN value that warns itself is no evidence)."""
+    it, warned (up to :data:`KNN_CHECK_DIM` dimensions, where kNN costs a fraction of a second
+    and its bias, low on narrow or bounded pairs, only widens an interval; a kNN value that
+    warns itself is no evidence)."""
     if x_p.shape[1] > KNN_CHECK_DIM:
         return result
     knn = knn_estimate(x_p, x_q, k)
