@@ -69,6 +69,14 @@ class Context:
             out /= self.world_size
         return out
 
+    def all_agree(self, ok: bool) -> bool:
+        """Whether ``ok`` holds on every rank (every rank must call this)."""
+        if not self.distributed:
+            return ok
+        flag = torch.tensor([int(ok)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
     def barrier(self) -> None:
         """Wait until every rank gets here (e.g. until rank 0 has written a checkpoint)."""
         if self.distributed:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,24 @@ from fdiv.gan.rundir import check_new_run_directory, run_lock
 from fdiv.gan.runlog import RunLog
 from fdiv.io import is_integer
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "load_generator", "resume", "train"]
+__all__ = [
+    "NonFiniteLossError",
+    "RunStartError",
+    "TrainConfig",
+    "Trainer",
+    "load_generator",
+    "resume",
+    "train",
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped on a NaN or infinite loss; the message names the step and checkpoint."""
+
+
+class RunStartError(ValueError):
+    """Rank 0 could not start the run (the run directory is locked or not new): what the other
+    ranks raise instead of waiting for it."""
 
 
 def _seed(seed: int, rank: int, stream: int) -> int:
@@ -314,11 +327,23 @@ class Trainer:
         it) is done first.
         """
         main = self.ctx.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        with run_lock(self.run_dir, main):
+        with ExitStack() as held:
+            refused: Exception | None = None
+            try:
+                if main:
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(run_lock(self.run_dir, main))
+                if fresh and main:
+                    check_new_run_directory(self.run_dir)  # no other process started it meanwhile
+            except (OSError, ValueError) as err:
+                refused = err
+            # every rank learns that rank 0 cannot start: the others would wait for it forever
+            # in their first update
+            if not self.ctx.all_agree(refused is None):
+                raise refused or RunStartError(
+                    f"{self.run_dir}: rank 0 could not start the run (its error says why)"
+                )
             if fresh and main:
-                check_new_run_directory(self.run_dir)  # no other process started it meanwhile
                 for name in ("metrics.jsonl", "eval.jsonl", "evaluation.json"):
                     (self.run_dir / name).unlink(missing_ok=True)
             final = self._loop()

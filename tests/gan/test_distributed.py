@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from gan_testing import tiny_config
 
 from fdiv.gan import checkpoint
+from fdiv.gan.rundir import run_lock
 from fdiv.gan.trainer import Trainer, resume, train
 
 WORLD = 2
 
 
-def _worker(rank: int, port: int, root: str) -> None:
+def _environment(rank: int, port: int) -> None:
+    """What torchrun sets for one of WORLD ranks on this machine."""
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -29,6 +33,10 @@ def _worker(rank: int, port: int, root: str) -> None:
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(WORLD),
     )
+
+
+def _worker(rank: int, port: int, root: str) -> None:
+    _environment(rank, port)
     out = Path(root)
     # The gradient penalty (double backward) is on: the hardest case for DDP.
     config = tiny_config(divergence="wgan-gp", steps=6, checkpoint_every=3)
@@ -93,3 +101,31 @@ def test_two_gloo_processes_train_in_sync_and_average_their_metrics(tmp_path: Pa
         assert all(torch.equal(a[k], b[k]) for k in a) if isinstance(a, dict) else torch.equal(a, b)
     steps = [line for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert len(steps) == 6
+
+
+def _refused_worker(rank: int, port: int, root: str) -> None:
+    _environment(rank, port)
+    try:
+        train(tiny_config(steps=2), Path(root) / "busy")
+    except ValueError as err:
+        (Path(root) / f"refused{rank}.txt").write_text(type(err).__name__)
+    dist.destroy_process_group()
+
+
+def test_a_locked_run_directory_stops_every_rank(tmp_path: Path) -> None:
+    # rank 0 cannot take the lock; the other rank used to wait for it in its first update (under
+    # gloo until rank 0's exit broke the connection: a traceback of a collective, no reason)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with run_lock(busy):
+        ranks = mp.spawn(
+            _refused_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False
+        )
+        deadline = time.monotonic() + 120
+        while not ranks.join(timeout=2):
+            if time.monotonic() > deadline:
+                for process in ranks.processes:
+                    process.kill()
+                pytest.fail("a rank still waits for rank 0 two minutes after its refusal")
+    assert (tmp_path / "refused0.txt").read_text() == "RunLockedError"
+    assert (tmp_path / "refused1.txt").read_text() == "RunStartError"
