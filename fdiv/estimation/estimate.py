@@ -166,7 +166,7 @@ def estimate(
     if method == "auto" and div.family == "kl" and not explicit:
         # DV's value counts too where the plug-in stands in for it: on a Gaussian against a
         # ring of 16 narrow modes (d = 2, 9.75 nats) the plug-in fell to 4.78 and 4.98 on two
-        # of 10 seeds with DV above 5, and kNN's check stretched those intervals down, missing
+        # of 10 seeds with DV above 5, and their two-sided intervals missed it
         if max(result.value, dv) > LARGE_KL:
             return _large(x_p, x_q, seed, result, start)
         result = _with_knn(x_p, x_q, result, k)
