@@ -105,10 +105,10 @@ def fit_student_t(x: np.ndarray) -> StudentTFit:
     return StudentTFit(mean, chol, nu, likelihood)
 
 
-def fits(dim: int, rows: int) -> bool:
-    """Whether a t fit in ``dim`` dimensions to ``rows`` rows is tight (LOOSE or fewer
+def fits(dim: int, rows: int, loose: float = LOOSE) -> bool:
+    """Whether a t fit in ``dim`` dimensions to ``rows`` rows is tight (``loose`` or fewer
     parameters per row: location, scale matrix and nu)."""
-    return (dim * (dim + 3) // 2 + 1) <= LOOSE * rows
+    return (dim * (dim + 3) // 2 + 1) <= loose * rows
 
 
 def log_ratio_offset(
