@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m fdiv.demo
 
+# The tests run one torch thread each, on up to 4 processes; a file's tests stay in one process
+# (its module fixtures, such as the Triton compilation for sm_80 / sm_90, are built once).
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m fdiv.cli bench $(BENCH_ARGS)

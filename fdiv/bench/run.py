@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -57,11 +58,18 @@ def run_suites(
         command += ["--quick"] if quick else []
         command += ["-k", select] if select else []
         print("$ " + shlex.join(command), flush=True)
-        status = subprocess.run(command, cwd=tree, check=False).returncode
+        status = subprocess.run(command, cwd=tree, env=_bench_environment(), check=False).returncode
         run = json.loads(raw.read_text()) if raw.is_file() else {}
     if not run.get("benchmarks"):
         return status, None
     return status, save(run, out_dir)
+
+
+def _bench_environment() -> dict[str, str]:
+    """This process's environment without pytest-xdist's worker variables: started from inside
+    an xdist worker (a test run with ``-n``), pytest-benchmark would read them and disable
+    every benchmark."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
 
 
 def save(run: dict[str, Any], out_dir: Path) -> Path:
