@@ -14,6 +14,9 @@ rho^d) and q(x_i) ~ e^psi(l_i) / (m V nu^d):
 
 (the paper names the x-count l_i and the y-count k_i, hence its psi(l_i) - psi(k_i)).
 
+Rows confined to an affine subspace (a constant column, a column that is a linear combination of
+others) are taken in its coordinates, so d is the dimension the densities live in.
+
 Duplicates: neighbours at distance zero (repeated rows) are skipped, so the k-th neighbour is the
 k-th at a positive distance and no log(0) appears. Result in nats.
 
@@ -156,7 +159,8 @@ def _terms(
     # an isotropic power-of-two scale (exact; KL is invariant to it) keeps squared distances
     # of values near the float64 limit (1e200) from overflowing
     _, exponent = np.frexp(max(np.abs(x).max(), np.abs(y).max()))
-    x, y = np.ldexp(x, -exponent), np.ldexp(y, -exponent)
+    x, y = _support(np.ldexp(x, -exponent), np.ldexp(y, -exponent))
+    d = x.shape[1]
     tree_x, tree_y = cKDTree(x), cKDTree(y)
     same_x, same_y = _same_rows(tree_x, tree_y, x)
     ks = np.full(n, k)
@@ -173,6 +177,23 @@ def _terms(
     rho = _kth_positive_distance(tree_x, x, k_i, same_x, "p")
     nu = _kth_positive_distance(tree_y, x, l_i, same_y, "q")
     return d * np.log(nu / rho) + digamma(k_i) - digamma(l_i) + offset, repeated, farther
+
+
+def _support(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` in orthonormal coordinates of the affine subspace their pooled rows span,
+    where it is smaller than the whole space (a constant column, one column a linear combination
+    of others). The densities live in that subspace, and kNN's d must be its dimension: with the
+    whole space's, d log(nu / rho) overstates the value by d / rank (3-D rows with one constant
+    column, a 0.5-nat shift: 0.76). Distances within the subspace are unchanged."""
+    both = np.concatenate([x, y])
+    centre = both.mean(axis=0)
+    _, singular, vt = np.linalg.svd(both - centre, full_matrices=False)
+    tolerance = singular[0] * max(both.shape) * np.finfo(both.dtype).eps
+    rank = int((singular > tolerance).sum())
+    if rank in (0, x.shape[1]):
+        return x, y
+    basis = vt[:rank].T
+    return (x - centre) @ basis, (y - centre) @ basis
 
 
 def _kth_positive_distance(

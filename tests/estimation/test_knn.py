@@ -59,6 +59,18 @@ def test_invariant_to_shift_and_isotropic_scale(adaptive: bool) -> None:
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
+def test_rows_in_a_subspace_count_its_dimension(adaptive: bool) -> None:
+    # a constant third column: the same distances, so the 2-D value (the ambient d = 3 gave
+    # 3/2 of it); a column that is a combination of the two: within the closed form's tolerance
+    x, y, truth = gaussians()
+    before = fdiv.knn_kl(x, y, adaptive=adaptive)
+    constant = [np.column_stack([s, np.full(len(s), 0.75)]) for s in (x, y)]
+    assert fdiv.knn_kl(*constant, adaptive=adaptive) == pytest.approx(before, rel=1e-9)
+    combined = [np.column_stack([s, s[:, 0] - 2.0 * s[:, 1] + 5.0]) for s in (x, y)]
+    assert abs(fdiv.knn_kl(*combined, adaptive=adaptive) - truth) <= GAUSS_TOL
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
 def test_duplicates_are_skipped_not_log_zero(adaptive: bool) -> None:
     x, y, truth = gaussians()
     repeated_x = np.concatenate([x, x[:300], x[:50]])  # rows repeated up to three times
