@@ -34,6 +34,7 @@ __all__ = [
     "combine",
     "fit_fold",
     "fold_tensors",
+    "held_out_and_in_sample",
     "moments",
     "plug_in",
     "snapshot",
@@ -371,10 +372,16 @@ def combine(results: list[FoldResult]) -> tuple[float, float]:
     of the mean (which also carries how much the trained critics differ). Folds are weighted by
     their test sizes.
     """
-    held_out, stderr = _pooled(results, [r.value for r in results], [r.variance for r in results])
-    in_sample = float(_weights(results) @ np.array([r.train for r in results]))
+    (held_out, stderr), in_sample = held_out_and_in_sample(results)
     half_gap = abs(in_sample - held_out) / 2
     return (held_out + in_sample) / 2, stderr + half_gap / Z95
+
+
+def held_out_and_in_sample(results: list[FoldResult]) -> tuple[tuple[float, float], float]:
+    """((held-out value, its standard error), in-sample value) over folds, in nats: the
+    test-size-weighted means of the folds' test and own-training-row bounds."""
+    held_out = _pooled(results, [r.value for r in results], [r.variance for r in results])
+    return held_out, float(_weights(results) @ np.array([r.train for r in results]))
 
 
 def plug_in(results: list[FoldResult], reverse: bool = False) -> tuple[float, float]:

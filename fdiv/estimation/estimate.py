@@ -46,6 +46,7 @@ from fdiv.estimation.crossfit import (
     combine,
     fit_fold,
     fold_tensors,
+    held_out_and_in_sample,
     plug_in,
     robust_moments,
 )
@@ -280,6 +281,9 @@ def _variational(
     high = max(high, div.value_range[0])
     n_test = (sum(len(r.v_p) for r in results), sum(len(r.v_q) for r in results))
     warnings, heavy_tail, few_terms = _warnings(results, div, bound, clip, min(n_test), x_p, x_q)
+    (held_out, _), in_sample = held_out_and_in_sample(results)
+    rows = min(len(s.train) for pair in splits for s in pair)
+    noise = diagnostics.fits_noise(in_sample, held_out, rows, x_p.shape[1])
     bound_value = value
     if few_terms and bound == "dv" and offset:
         # DV's partition term rests on a few rows (E_Q[(p/q)^2] large or infinite: a correlated
@@ -300,6 +304,8 @@ def _variational(
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)
         high = math.inf
+    if noise:
+        warnings, high = (*warnings, noise), div.value_range[1]
     result = Estimate(
         value=value,
         stderr=stderr,
