@@ -294,7 +294,7 @@ def _task_section(section: Section, plot: Path | None) -> list[str]:
     lines += [
         f"Seeds {seeds}. abs log ratio: |log(estimate / truth)| (inf: estimate <= 0); coverage: "
         "runs whose 95% interval holds the truth (widened by 2 Monte Carlo stderr of the truth; "
-        "one-sided: upper end open, after a heavy-tail warning); "
+        "one-sided: upper end open, after a heavy-tail or noise-fit warning); "
         "warned: runs that carried a warning.",
         "",
         *_table(SUMMARY_HEADER, method_summary(section.entries)),
