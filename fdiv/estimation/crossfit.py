@@ -243,16 +243,14 @@ def reported_bound(
     variance (nats^2 for kl-type divergences).
 
     ``fdual`` evaluates the divergence's f-dual bound at its optimal critic for the estimated
-    log ratio (NWJ at log p/q + 1 for kl), a lower bound for any v. ``dv`` is Donsker-Varadhan:
-    for kl E_P[v] - log E_Q[e^v]; for reverse_kl the same for the swapped pair with -v.
+    log ratio (NWJ at log p/q + 1 for kl), a lower bound for any v. ``dv`` is Donsker-Varadhan
+    for kl, E_P[v] - log E_Q[e^v], and ``smile`` its clipped form.
     """
     v_p, v_q = v_p.double(), v_q.double()
     if bound == "fdual":
         t_p, t_q = div.optimal_critic(v_p), div.optimal_critic(v_q)
         a_p, a_q = div.activation(t_p), div.conjugate_activation(t_q)
         return float(a_p.mean() - a_q.mean()), float(a_p.var() / len(a_p) + a_q.var() / len(a_q))
-    if div.family == "reverse_kl":  # KL(Q||P) with log q/p = -v
-        v_p, v_q = -v_q, -v_p
     value = dv_bound(v_p, v_q) if bound == "dv" else smile_bound(v_p, v_q, clip)
     w = v_q.clamp(-clip, clip) if bound == "smile" else v_q
     e = torch.exp(w - w.max())  # Var(e^w) / mean(e^w)^2 is invariant to the shift
@@ -384,17 +382,16 @@ def held_out_and_in_sample(results: list[FoldResult]) -> tuple[tuple[float, floa
     return held_out, float(_weights(results) @ np.array([r.train for r in results]))
 
 
-def plug_in(results: list[FoldResult], reverse: bool = False) -> tuple[float, float]:
+def plug_in(results: list[FoldResult]) -> tuple[float, float]:
     """(value, stderr) in nats of the plug-in kl estimate over folds: the mean held-out
-    log-ratio over P (over Q of -v for ``reverse``, KL(Q||P)), clamped as the bounds see it.
+    log-ratio over P, clamped as the bounds see it.
 
     Unlike DV it has no partition term log E_Q[e^v], a mean of a heavy-tailed variable where
     E_Q[(p/q)^2] is large or infinite; the logistic loss that trains every critic pins its
     level (the optimum is log p/q itself, not up to a constant). Its standard error pools the
     test noise and the spread between folds as :func:`combine` does.
     """
-    sides = [-r.clamped(r.v_q) if reverse else r.clamped(r.v_p) for r in results]
-    sides = [v.double() for v in sides]
+    sides = [r.clamped(r.v_p).double() for r in results]
     return _pooled(
         results, [float(v.mean()) for v in sides], [float(v.var()) / len(v) for v in sides]
     )

@@ -15,9 +15,9 @@ and has no exp terms. Training or selecting on DV, NWJ, SMILE or an f-dual bound
 range fails: on a finite sample each is unbounded above in the critic (raise v where only P has
 samples: the sample partition term does not see it), so the selected critic overstates the
 bound on validation and falls apart on test (SMILE 46 nats for a truth of 10). The reported
-bound is then evaluated at the estimated log ratio: DV for kl (and for reverse_kl, on the
-swapped pair), otherwise the f-dual bound at the divergence's optimal critic f'(exp v) (NWJ for
-kl), each a lower bound for any critic.
+bound is then evaluated at the estimated log ratio: DV for kl, otherwise the f-dual bound at the
+divergence's optimal critic f'(exp v) (NWJ for kl), each a lower bound for any critic.
+reverse_kl is KL(Q||P): the kl estimate of the swapped samples, with every kl method and check.
 
 Limits. Where P and Q barely overlap (several nats) the partition terms average exp(v) over Q's
 rare tail; the warnings (:mod:`fdiv.estimation.diagnostics`) say when that happens.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import time
 
 import numpy as np
@@ -67,8 +68,6 @@ __all__ = [
 
 BOUNDS: tuple[str, ...] = ("auto", "fdual", "dv", "smile")
 METHODS: tuple[str, ...] = ("auto", "variational", "knn", "telescoping")
-#: Divergences with a Donsker-Varadhan bound: kl, and reverse_kl as kl of the swapped pair.
-_DV_FAMILIES = ("kl", "reverse_kl")
 #: Up to this dimension ``method="auto"`` checks a kl estimate against kNN (see auto.py).
 KNN_CHECK_DIM = 5
 #: Parameters per row up to which the t fits' own KL stretches a large-KL interval (see
@@ -101,11 +100,13 @@ def estimate(
 ) -> Estimate:
     """Estimate D(P||Q) in nats from samples ``p`` (N_p, d) and ``q`` (N_q, d).
 
-    ``method``: ``"auto"`` (see :func:`fdiv.estimation.auto.choose_method`; an explicit
-    ``bound`` or ``critic`` means ``"variational"``), ``"variational"``, ``"knn"`` (kl only,
-    ``k`` neighbours) or ``"telescoping"`` (kl only). ``bound``: ``"fdual"`` (any registered
-    divergence; NWJ for kl), ``"dv"`` (kl, reverse_kl) or ``"smile"`` (kl only, ``clip`` is
-    SMILE's), ``"auto"`` = dv for kl and reverse_kl, fdual otherwise. ``critic``: any module
+    ``reverse_kl`` is KL(Q||P): the kl estimate of ``q`` against ``p``, every option below
+    applying to the swapped samples as to kl. ``method``: ``"auto"`` (see
+    :func:`fdiv.estimation.auto.choose_method`; an explicit ``bound`` or ``critic`` means
+    ``"variational"``), ``"variational"``, ``"knn"`` (kl only, ``k`` neighbours) or
+    ``"telescoping"`` (kl only). ``bound``: ``"fdual"`` (any registered
+    divergence; NWJ for kl), ``"dv"`` (kl) or ``"smile"`` (kl only, ``clip`` is SMILE's),
+    ``"auto"`` = dv for kl, fdual otherwise. ``critic``: any module
     mapping (B, d) to (B,) or (B, 1), trained as a log-ratio estimate (logistic loss), copied
     per fold; samples are standardised with each fold's pooled train rows' median and
     interquartile range, squashed beyond 4 of those scales (:func:`crossfit.feature_map`) and
@@ -133,6 +134,16 @@ def estimate(
     """
     start = time.perf_counter()
     div = get(divergence)
+    if div.family == "reverse_kl":
+        x_p, x_q = as_sample_pair(p, q)
+        options = {"bound": bound, "method": method, "critic": critic, "folds": folds,
+                   "steps": steps, "batch_size": batch_size, "lr": lr, "validation": validation,
+                   "eval_every": eval_every, "patience": patience, "clip": clip, "k": k,
+                   "seed": seed, "device": device, "progress": progress}  # fmt: skip
+        try:
+            return _as_reverse(estimate(x_q, x_p, "kl", **options), div.name)
+        except ValueError as err:  # name the caller's sides
+            raise ValueError(_swap_sides(str(err))) from None
     _check_options(
         method, bound, div, folds, steps, batch_size, lr, validation, eval_every, patience, clip
     )
@@ -146,7 +157,7 @@ def estimate(
         return dataclasses.replace(knn_estimate(x_p, x_q, k), reason=reason)
     if chosen == "telescoping":
         return _telescoping(x_p, x_q, seed, reason, start)
-    bound = ("dv" if div.family in _DV_FAMILIES else "fdual") if bound == "auto" else bound
+    bound = ("dv" if div.family == "kl" else "fdual") if bound == "auto" else bound
     result, dv = _variational(
         x_p,
         x_q,
@@ -209,7 +220,7 @@ def _check_options(
         raise ValueError(f"bound {bound!r} is unknown; known: {', '.join(BOUNDS)}")
     if bound == "smile" and div.family != "kl":
         raise ValueError(f"bound 'smile' applies only to kl, not to {div.name!r}; use 'auto'")
-    if bound == "dv" and div.family not in _DV_FAMILIES:
+    if bound == "dv" and div.family != "kl":
         raise ValueError(
             f"bound 'dv' applies only to kl and reverse_kl, not to {div.name!r}; use 'fdual' "
             "(or 'auto')"
@@ -292,7 +303,7 @@ def _variational(
         # Only for the critic that corrects the t fits' log-ratio of two normalised densities,
         # whose level the fits anchor (a small critic trained 300 steps alone: plug-in 1.9-2.1,
         # DV 2.0-2.3 for 2.42)
-        value, plug_se = plug_in(results, reverse=div.family == "reverse_kl")
+        value, plug_se = plug_in(results)
         low, high = min(low, value - Z95 * plug_se), max(high, value + Z95 * plug_se)
         warnings = (
             *warnings,
@@ -357,24 +368,17 @@ def _warnings(
     found.append(diagnostics.separation(v_p, v_q, n))
     tails: list[str | None] = []
     ess: str | None = None
-    if div.family in _DV_FAMILIES:  # the side whose mean log-ratio is the value, unclamped
+    if div.family == "kl":  # the side whose mean log-ratio is the value, unclamped
         # the log-ratio's tail, and the samples' own (the critic's inputs are squashed far out,
         # so its outputs on P's far rows can grow too slowly to show P's heavy tail: the t with
         # 3 dof against a Gaussian, 2,000 a side, was covered on 0 of 10 seeds, silently)
-        reverse = div.family == "reverse_kl"
-        tails = [
-            diagnostics.heavy_tail(*((-v_q, -v_p) if reverse else (v_p, v_q))),
-            diagnostics.heavier_tail(*((x_q, x_p) if reverse else (x_p, x_q))),
-        ]
+        tails = [diagnostics.heavy_tail(v_p, v_q), diagnostics.heavier_tail(x_p, x_q)]
         found += tails
     if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
         if div.family == "pearson":  # E_P[p/q] and E_Q[(p/q)^2]
             terms = [(r.clamped(v), k) for r in results for v, k in ((r.v_p, 1), (r.v_q, 2))]
         else:  # the terms as the value saw them
-            terms = [
-                (-r.clamped(r.v_p) if div.family == "reverse_kl" else r.clamped(r.v_q), 1)
-                for r in results
-            ]
+            terms = [(r.clamped(r.v_q), 1) for r in results]
         ess = next((w for side, k in terms if (w := diagnostics.partition_ess(side, k))), None)
         found.append(ess)
     if bound == "smile":
@@ -382,6 +386,27 @@ def _warnings(
     found.append(diagnostics.discrete_against_continuous(x_p, x_q))
     heavy_tail = any(w is not None for w in tails)
     return tuple(w for w in found if w is not None), heavy_tail, ess is not None
+
+
+def _swap_sides(text: str) -> str:
+    """``text`` with the sides' names P, Q (and p, q) exchanged: what the swapped call said,
+    in the caller's names (KL(P||Q) of the swapped samples is the caller's KL(Q||P))."""
+    swap = {"P": "Q", "Q": "P", "p": "q", "q": "p"}
+    return re.sub(r"\b[PQpq]\b", lambda m: swap[m[0]], text)
+
+
+def _as_reverse(est: Estimate, name: str) -> Estimate:
+    """``est``, the kl estimate of the swapped samples KL(Q||P), as ``name`` (reverse_kl) of the
+    caller's (P, Q): sizes in the caller's order, the sides' names swapped in the warnings."""
+    return dataclasses.replace(
+        est,
+        divergence=name,
+        n_train=est.n_train[::-1],
+        n_validation=est.n_validation[::-1],
+        n_test=est.n_test[::-1],
+        reason=f"{name} = KL(Q||P), estimated as kl with the samples swapped; {est.reason}",
+        warnings=tuple(_swap_sides(w) for w in est.warnings),
+    )
 
 
 def _telescoping(

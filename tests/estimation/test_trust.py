@@ -197,7 +197,7 @@ def test_far_apart_gaussians_warn_with_both_methods() -> None:
 
 @pytest.mark.parametrize(
     ("name", "bound"),
-    [("kl", "dv"), ("kl", "fdual"), ("reverse_kl", "dv"), ("reverse_kl", "fdual"),
+    [("kl", "dv"), ("kl", "fdual"), ("reverse_kl", "fdual"),
      ("hellinger", "fdual"), ("pearson", "fdual"), ("tv", "fdual"), ("jeffreys", "fdual")],
 )  # fmt: skip
 def test_every_bound_at_the_exact_log_ratio_recovers_the_closed_form(name: str, bound: str) -> None:
@@ -328,8 +328,6 @@ def test_plug_in_is_the_pooled_held_out_mean_log_ratio() -> None:
     between = 0.5 * ((5 / 3 - 4 / 3) ** 2 + (1 - 4 / 3) ** 2) * 2 / 1 / 2
     assert value == pytest.approx(4 / 3, rel=1e-12)
     assert stderr == pytest.approx(math.sqrt(within + between), rel=1e-12)
-    # KL(Q||P): the mean of -v over Q's rows, clamped: fold 1 (-3, 1, 0), fold 2 (0, 0, 0)
-    assert plug_in([a, b], reverse=True)[0] == pytest.approx((-2 / 3 + 0) / 2, rel=1e-12)
 
 
 def test_a_partition_term_on_few_rows_gives_way_to_the_plug_in_value() -> None:
@@ -525,9 +523,40 @@ def test_a_heavier_tailed_p_opens_the_upper_end_whatever_the_critic_shows() -> N
     found, heavy, _ = _warnings([fold], get("kl"), "dv", 5.0, 3000, t3, gauss)
     assert heavy and any("P's tail is heavier than Q's" in w for w in found)
     assert not _warnings([fold], get("kl"), "dv", 5.0, 3000, gauss, rng.normal(size=(3000, 5)))[1]
-    # reverse_kl rests on Q's far rows: a heavier-tailed Q opens it, a heavier-tailed P does not
-    assert _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, gauss, t3)[1]
-    assert not _warnings([fold], get("reverse_kl"), "dv", 5.0, 3000, t3, gauss)[1]
+
+
+def test_reverse_kl_is_kl_of_the_swapped_samples() -> None:
+    # P = N(0, 1), Q = N(0, 2^2): KL(Q||P) = 2 - 1/2 - log 2 = 0.807 nats (KL(P||Q) is 0.318);
+    # unequal sizes, so that the sizes' order shows
+    rng = np.random.default_rng(0)
+    x_p, x_q = rng.normal(size=(3000, 1)), 2 * rng.normal(size=(2000, 1))
+    rev = fdiv.estimate(x_p, x_q, "reverse_kl", **FAST)
+    kl = fdiv.estimate(x_q, x_p, "kl", **FAST)
+    assert (rev.value, rev.ci95, rev.method, rev.steps) == (kl.value, kl.ci95, kl.method, kl.steps)
+    assert rev.divergence == "reverse_kl" and "samples swapped" in rev.reason
+    assert rev.n_test == kl.n_test[::-1] and rev.n_train == kl.n_train[::-1]
+    assert rev.n_test[0] > rev.n_test[1]  # P's 3,000 rows first
+    # the interval holds the truth, and not KL(P||Q)
+    assert rev.ci95[0] <= 2 - 0.5 - math.log(2) <= rev.ci95[1] and rev.ci95[0] > 0.318
+
+
+def test_reverse_kl_names_the_callers_sides() -> None:
+    from fdiv.estimation.estimate import _swap_sides
+
+    said = "P's tail is heavier than Q's (P 1.2, Q 3.4): KL(P||Q) rests on P's far rows; Pearson"
+    assert _swap_sides(said) == (
+        "Q's tail is heavier than P's (Q 1.2, P 3.4): KL(Q||P) rests on Q's far rows; Pearson"
+    )
+    # KL(Q||P) rests on Q's far rows: a heavier-tailed Q opens the upper end, and the warning
+    # names Q; a heavier-tailed P does not open it
+    rng = np.random.default_rng(0)
+    t3, gauss = rng.standard_t(3, size=(3000, 5)), rng.normal(size=(3000, 5))
+    heavy_q = fdiv.estimate(gauss, t3, "reverse_kl", **FAST)
+    assert heavy_q.ci95[1] == math.inf and has(heavy_q, "Q's tail is heavier than P's")
+    assert fdiv.estimate(t3, gauss, "reverse_kl", **FAST).ci95[1] < math.inf
+    # errors name the caller's sides too
+    with pytest.raises(ValueError, match=r"^q has 30 samples"):
+        fdiv.estimate(gauss, t3[:30], "reverse_kl")
 
 
 def test_knn_above_a_low_dimensional_interval_stretches_it_warned() -> None:
