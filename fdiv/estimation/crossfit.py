@@ -25,6 +25,7 @@ from fdiv.estimation.features import MarginalGaussian
 from fdiv.estimation.parametric import log_ratio_offset
 from fdiv.estimation.result import Z95
 from fdiv.losses import dv_bound, smile_bound, variational_bound
+from fdiv.optim import adam
 
 __all__ = [
     "MIN_SPLIT",
@@ -280,7 +281,7 @@ def fit_fold(
     """
     (train_p, train_q), validation, (test_p, test_q) = data
     objective = training_objective()
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    optimiser = adam(net.parameters(), lr)
     b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
     if (b_p, b_q) == (len(train_p), len(train_q)):
         eval_every = 1  # full batches: every step is a pass over the rows, which few rows overfit

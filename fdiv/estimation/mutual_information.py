@@ -67,6 +67,7 @@ from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
 from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
+from fdiv.optim import adam
 from fdiv.progress import progress as progress_bar
 
 __all__ = [
@@ -356,7 +357,7 @@ def _train(
 ) -> tuple[list[tuple[int, float, float]], int, int]:
     """Adam on minibatches of train pairs, early stopping on the validation bound; leaves ``net``
     holding the best critic. Returns (history, best step, last step)."""
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    optimiser = adam(net.parameters(), lr)
     x_tr, y_tr = train
     b = min(batch_size, len(x_tr))
     val_seed = int(torch.randint(2**62, (), generator=generator))

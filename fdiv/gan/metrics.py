@@ -39,6 +39,7 @@ from fdiv.divergences.registry import get
 from fdiv.estimation.estimate import MIN_SPLIT, estimate
 from fdiv.gan.data import Dataset, digit_images, load_dataset
 from fdiv.gan.models import generate
+from fdiv.optim import adam
 
 __all__ = [
     "class_coverage",
@@ -94,7 +95,7 @@ def digits_classifier() -> tuple[nn.Module, float]:
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    optimiser = adam(model.parameters(), 3e-3, weight_decay=1e-4)
     for _ in range(300):
         loss = nn.functional.cross_entropy(model(x[train]), y[train])
         optimiser.zero_grad()

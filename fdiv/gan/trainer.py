@@ -37,6 +37,7 @@ from fdiv.gan.objectives import objective
 from fdiv.gan.rundir import check_new_run_directory, run_lock
 from fdiv.gan.runlog import RunLog
 from fdiv.io import is_integer
+from fdiv.optim import adam
 
 __all__ = [
     "NonFiniteLossError",
@@ -112,8 +113,8 @@ class Trainer:
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.scale = standardisation(self.dataset)[1]
         self.generator_ddp, self.critic_ddp = self.ctx.wrap(generator), self.ctx.wrap(critic)
-        self.opt_g = torch.optim.Adam(generator.parameters(), config.lr_g, config.betas_g)
-        self.opt_d = torch.optim.Adam(critic.parameters(), config.lr_d, config.betas_d)
+        self.opt_g = adam(generator.parameters(), config.lr_g, betas=config.betas_g)
+        self.opt_d = adam(critic.parameters(), config.lr_d, betas=config.betas_d)
         rank = self.ctx.rank
         self.data_rng = torch.Generator().manual_seed(_seed(config.seed, rank, 0))
         self.noise_rng = torch.Generator().manual_seed(_seed(config.seed, rank, 1))
