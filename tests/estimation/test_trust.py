@@ -171,6 +171,21 @@ def test_a_heavier_tail_in_p_warns_knn_and_opens_its_interval() -> None:
     assert not has(shift, "tail is heavier") and math.isfinite(shift.ci95[1])
 
 
+def test_p_outside_qs_sample_warns_knn_and_opens_its_interval() -> None:
+    # a Gaussian P against 16 narrow modes (sd 0.1) on a circle of radius 2, d = 2: much of P's
+    # mass lies between and inside Q's modes, where q falls off as exp(-r^2 / 0.02) but kNN sees
+    # only the distance to the nearest mode (the suite's such pair: 1.55 for 9.75 nats)
+    rng = np.random.default_rng(0)
+    angle = 2 * math.pi * rng.integers(0, 16, size=2000) / 16
+    ring = 2 * np.stack([np.cos(angle), np.sin(angle)], 1) + 0.1 * rng.normal(size=(2000, 2))
+    est = knn_estimate(rng.normal(size=(2000, 2)), ring)
+    assert has(est, "of P's rows lie outside Q's sample") and est.ci95[1] == math.inf
+    # inside: the reverse pair (Q covers P) and a 1-nat shift
+    assert not has(knn_estimate(ring, rng.normal(size=(2000, 2))), "outside Q's sample")
+    shift = knn_estimate(*shifted(2000, 1, math.sqrt(2)))
+    assert not shift.warnings and math.isfinite(shift.ci95[1])
+
+
 def test_discrete_levels_against_continuous_values_warn() -> None:
     # 17 levels per coordinate (as the digits' pixels) against the same values plus noise:
     # mutually singular, whatever the shapes; two continuous or two discrete sides are not
