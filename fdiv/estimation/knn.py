@@ -118,9 +118,10 @@ def knn_estimate(
     if outside > OUTSIDE_SHARE:
         found.append(
             f"{outside:.1%} of P's rows lie outside Q's sample (their nearest Q row is over "
-            f"{OUTSIDE_RATIO:g} times farther from them than from its own {k}-th Q neighbour): kNN "
-            "cannot see how fast q falls there, so the estimate is too low; the interval's upper "
-            "end is open (inf), as these samples bound the divergence only from below"
+            f"{OUTSIDE_RATIO:g} times farther from them than from its own {k}-th Q neighbour): "
+            "the samples do not show how fast q falls there, so the value is too low; the "
+            "interval's upper end is open (inf), as these samples bound the divergence only from "
+            "below"
         )
         high = math.inf
     tail = diagnostics.heavier_tail(x_p, x_q)

@@ -605,6 +605,23 @@ def test_knn_above_a_low_dimensional_interval_stretches_it_warned() -> None:
     assert knn_estimate(levels, x_q).warnings and _with_knn(levels, x_q, base, 5) is base
 
 
+def test_p_outside_qs_sample_opens_the_variational_interval_too() -> None:
+    from fdiv.estimation.estimate import _with_knn
+
+    # a Gaussian P against 16 narrow modes on a circle (see above): where kNN finds P's rows
+    # outside Q's sample, the critics extrapolate there too, and the upper end opens, named
+    rng = np.random.default_rng(0)
+    angle = 2 * math.pi * rng.integers(0, 16, size=2000) / 16
+    ring = 2 * np.stack([np.cos(angle), np.sin(angle)], 1) + 0.1 * rng.normal(size=(2000, 2))
+    gauss = rng.normal(size=(2000, 2))
+    base = dataclasses.replace(knn_estimate(*shifted(500, 1, 1.0)), value=4.0, ci95=(3.0, 5.0))
+    est = _with_knn(gauss, ring, base, 5)
+    assert est.ci95 == (3.0, math.inf) and est.value == 4.0
+    assert has(est, "kNN's check:") and has(est, "of P's rows lie outside Q's sample")
+    # Q covering P (the reverse pair) leaves it as it was
+    assert _with_knn(ring, gauss, base, 5) is base
+
+
 def test_the_default_kl_estimate_runs_the_knn_check(monkeypatch) -> None:
     module = sys.modules["fdiv.estimation.estimate"]
     x_p, x_q = shifted(1500, 1, 1.0)
