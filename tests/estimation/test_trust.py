@@ -426,6 +426,11 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     above = _large(*shifted(1000, 2, 4.0), 0, narrow, 0.0)
     assert above.method == "variational" and above.value == 6.0 and has(above, "spans both")
     assert above.ci95[0] == 5.5 and above.ci95[1] == switched.ci95[1] > 8.0
+    # with neither value reliable, a lower end above log N (6.91 for 1,000 rows) comes down to it
+    # (KL 12.5 here, telescoping above the pilot's 7.2 [7.0, 7.5])
+    high = dataclasses.replace(pilot, value=7.2, ci95=(7.0, 7.5))
+    capped = _large(*shifted(1000, 2, 5.0), 0, high, 0.0)
+    assert has(capped, "spans both") and capped.ci95[0] == pytest.approx(math.log(1000))
     assert not has(switched, "loose fit")  # d = 2: 6 parameters a link for 800 pairs
 
 
