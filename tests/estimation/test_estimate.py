@@ -9,11 +9,21 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from tqdm import tqdm
 
 import fdiv
 from fdiv.divergences.gaussian import Gaussian, ground_truth
+from fdiv.divergences.registry import get
 from fdiv.estimation.critics import MLPCritic
-from fdiv.estimation.crossfit import ATOM, MIN_SPLIT, assign_folds
+from fdiv.estimation.crossfit import (
+    ATOM,
+    MIN_SPLIT,
+    Split,
+    assign_folds,
+    fit_fold,
+    fold_tensors,
+    wait,
+)
 
 # Small, fast settings: a few thousand samples, a small critic, a few hundred steps, two folds.
 N = 3000
@@ -203,6 +213,24 @@ def test_the_progress_bar_counts_steps_and_fills_when_training_stops_early(
     est = fit(*draw(*pair(1), n=600), steps=5000, patience=50, progress=True)
     assert est.steps < 5000  # early stopping ended every fold
     assert len(bars) == 1 and bars[0].total == bars[0].n == 2 * 5000
+
+
+def test_a_fit_stops_twice_its_best_step_after_it_within_half_and_all_of_patience() -> None:
+    assert [wait(b, 400) for b in (0, 50, 100, 150, 250, 4000)] == [200, 200, 200, 300, 400, 400]
+    # a 1-D shift is an easy (linear) log ratio: the validation objective peaks early and the
+    # fold stops wait(best) steps later, not ``patience`` steps later
+    x_p, x_q = (t.numpy().astype(np.float64) for t in draw(*pair(1), n=2000))
+    rows = np.arange(2000)
+    split = Split(rows[:1200], rows[1200:1600], rows[1600:])
+    data = fold_tensors(x_p, x_q, split, split, torch.device("cpu"), torch.float32)
+    torch.manual_seed(0)
+    result = fit_fold(
+        MLPCritic(1, (32, 32)), data, 0, get("kl"), "dv", 5.0,
+        torch.Generator().manual_seed(0), steps=6000, batch_size=256, lr=1e-3, eval_every=25,
+        patience=400, bar=tqdm(disable=True),
+    )  # fmt: skip
+    assert result.best_step < 200
+    assert result.steps == result.best_step + wait(result.best_step, 400) < 400 + result.best_step
 
 
 def _bad(x: np.ndarray, row: int, column: int, value: float) -> np.ndarray:
