@@ -92,9 +92,7 @@ def _estimate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=6000, help="most training steps per fold")
     parser.add_argument("--batch-size", type=int, default=1024, help="samples per side per step")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument(
-        "--patience", type=int, default=400, help="most steps without improvement (half early on)"
-    )
+    parser.add_argument("--patience", type=int, default=400, help="most steps without improvement")
     parser.add_argument("--seed", type=int, default=0, help="seed of splits, init and batches")
     parser.add_argument("--device", default="auto", help="torch device; auto uses CUDA if present")
     parser.add_argument("--k", type=int, default=5, help="neighbours for --method knn")

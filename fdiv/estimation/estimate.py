@@ -120,12 +120,12 @@ def estimate(
     critics are cross-fitted, each selecting on a ``validation`` fraction of its non-test rows;
     ``batch_size`` samples per side per Adam step, the validation objective every
     ``eval_every`` steps (every step when one batch holds all training rows), stop after
-    ``patience`` steps without improvement (fewer, down to half, while the best step is
-    early: :func:`crossfit.wait`) or after ``steps`` (most runs stop by patience after
-    300-1,500; a sharp ratio needs more: P a ring of 8 Gaussians, sd 0.5, against one
-    Gaussian, d = 3, 0.923 nats, 10,000 a side, stopped at the old limit of 2,000 while still
-    improving, 0.78 and 0.80 with intervals that missed; with 6,000, 0.83 and 0.92, both held
-    it, the folds stopping at 1,750-4,550). Where DV's partition term rests
+    ``patience`` steps without improvement (fewer, down to half, while the best step is early
+    and the validation rows many: :func:`crossfit.wait`) or after ``steps`` (most runs stop by
+    patience after 300-1,500; a sharp ratio needs more: P a ring of 8 Gaussians, sd 0.5, against
+    one Gaussian, d = 3, 0.923 nats, 10,000 a side, stopped at the old limit of 2,000 while
+    still improving, 0.78 and 0.80 with intervals that missed; with 6,000, 0.83 and 0.92, both
+    held it, the folds stopping at 1,750-4,550). Where DV's partition term rests
     on a few of Q's rows (effective sample size) the default critic that corrects the t fits
     reports its plug-in held-out mean log-ratio instead (:func:`crossfit.plug_in`), the interval
     spanning both; up to five dimensions a kl value below ``LARGE_KL`` is checked against kNN

@@ -18,6 +18,7 @@ from fdiv.estimation.critics import MLPCritic
 from fdiv.estimation.crossfit import (
     ATOM,
     MIN_SPLIT,
+    WAIT_ROWS,
     Split,
     assign_folds,
     fit_fold,
@@ -215,13 +216,16 @@ def test_the_progress_bar_counts_steps_and_fills_when_training_stops_early(
     assert len(bars) == 1 and bars[0].total == bars[0].n == 2 * 5000
 
 
-def test_a_fit_stops_twice_its_best_step_after_it_within_half_and_all_of_patience() -> None:
-    assert [wait(b, 400) for b in (0, 50, 100, 150, 250, 4000)] == [200, 200, 200, 300, 400, 400]
+def test_a_fit_with_many_validation_rows_stops_twice_its_early_best_step_after_it() -> None:
+    waits = [wait(b, 400, WAIT_ROWS) for b in (0, 50, 100, 150, 250, 4000)]
+    assert waits == [200, 200, 200, 300, 400, 400]
+    assert wait(50, 400, WAIT_ROWS - 1) == 400  # few rows: an early peak may be noise
     # a 1-D shift is an easy (linear) log ratio: the validation objective peaks early and the
     # fold stops wait(best) steps later, not ``patience`` steps later
-    x_p, x_q = (t.numpy().astype(np.float64) for t in draw(*pair(1), n=2000))
-    rows = np.arange(2000)
-    split = Split(rows[:1200], rows[1200:1600], rows[1600:])
+    n = 4000 + WAIT_ROWS + 500
+    x_p, x_q = (t.numpy().astype(np.float64) for t in draw(*pair(1), n=n))
+    rows = np.arange(n)
+    split = Split(rows[:4000], rows[4000 : 4000 + WAIT_ROWS], rows[4000 + WAIT_ROWS :])
     data = fold_tensors(x_p, x_q, split, split, torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
     result = fit_fold(
@@ -230,7 +234,7 @@ def test_a_fit_stops_twice_its_best_step_after_it_within_half_and_all_of_patienc
         patience=400, bar=tqdm(disable=True),
     )  # fmt: skip
     assert result.best_step < 200
-    assert result.steps == result.best_step + wait(result.best_step, 400) < 400 + result.best_step
+    assert result.steps == result.best_step + wait(result.best_step, 400, WAIT_ROWS) < 400 + 200
 
 
 def _bad(x: np.ndarray, row: int, column: int, value: float) -> np.ndarray:
