@@ -289,6 +289,7 @@ def fit_fold(
     b_p, b_q = min(batch_size, len(train_p)), min(batch_size, len(train_q))
     if (b_p, b_q) == (len(train_p), len(train_q)):
         eval_every = 1  # full batches: every step is a pass over the rows, which few rows overfit
+    validation_rows = min(map(len, validation))
     history: list[tuple[float, ...]] = []
     best_value, best_step, best_state = -math.inf, 0, snapshot(net)
     running, count, step, diverged_at, bar_steps = 0.0, 0, 0, None, 0
@@ -315,7 +316,7 @@ def fit_fold(
             best_value, best_step, best_state = val, step, snapshot(net)
         bar.update(step - bar_steps)
         bar_steps = step
-        if step - best_step >= wait(best_step, patience, min(map(len, validation))):
+        if step - best_step >= wait(best_step, patience, validation_rows):
             break
     bar.update(steps - bar_steps)
     if best_step == 0:
