@@ -25,6 +25,7 @@ run directory must be visible to all of them (one machine, or a shared file syst
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -113,4 +114,15 @@ def from_environment(device: str) -> Context | None:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        atexit.register(_leave)
     return Context(dist.get_rank(), dist.get_world_size(), dev)
+
+
+def _leave() -> None:
+    """Destroy the process group this module joined, while the interpreter is still whole.
+
+    Left to interpreter shutdown, gloo's worker threads can outlive what they hold and abort
+    the process (SIGABRT) after an otherwise clean exit, such as a refused start.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()

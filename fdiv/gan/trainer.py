@@ -341,9 +341,14 @@ class Trainer:
             # every rank learns that rank 0 cannot start: the others would wait for it forever
             # in their first update
             if not self.ctx.all_agree(refused is None):
-                raise refused or RunStartError(
+                error = refused or RunStartError(
                     f"{self.run_dir}: rank 0 could not start the run (its error says why)"
                 )
+                refused = None  # no cycle error -> traceback -> this frame -> error: the
+                try:  # trainer and its process group are freed with the error, not at exit
+                    raise error
+                finally:
+                    del error
             if fresh and main:
                 for name in ("metrics.jsonl", "eval.jsonl", "evaluation.json"):
                     (self.run_dir / name).unlink(missing_ok=True)
