@@ -33,6 +33,7 @@ __all__ = [
     "FoldResult",
     "Split",
     "assign_folds",
+    "bracket",
     "combine",
     "fit_fold",
     "fold_tensors",
@@ -395,6 +396,14 @@ def combine(results: list[FoldResult]) -> tuple[float, float]:
     their test sizes.
     """
     (held_out, stderr), in_sample = held_out_and_in_sample(results)
+    return bracket(held_out, stderr, in_sample)
+
+
+def bracket(held_out: float, stderr: float, in_sample: float) -> tuple[float, float]:
+    """(value, stderr) in nats from a critic's held-out bound (standard error ``stderr``) and its
+    bound on its own training rows: their midpoint, with the standard error of an interval from
+    the lower of the two minus Z95 * ``stderr`` to the higher plus as much (see :func:`combine`).
+    """
     half_gap = abs(in_sample - held_out) / 2
     return (held_out + in_sample) / 2, stderr + half_gap / Z95
 

@@ -3,7 +3,8 @@
 The rows (x_i, y_i) are split into train / validation / test parts (seeded, by rows: a pair is
 never split apart). A critic T(x, y) is trained with Adam on minibatches of train rows, the bound
 is evaluated on (at most ``VALIDATION_ROWS``) validation rows every few steps and the best critic
-is kept; the reported value is that critic's bound on the test rows. Negative pairs (samples of
+is kept; it is then scored on the test rows and on as many of its own train rows (see Interval
+below). Negative pairs (samples of
 P_X x P_Y) are always formed within one part, never across parts:
 
 - ``critic="separable"``: T(x, y) = <f(x), g(y)> + a(x) + b(y) with two MLPs; a batch of B pairs
@@ -42,9 +43,22 @@ the all-pairs DV value swung between 0.8 and 3.6 nats from one validation check 
 partition term), while InfoNCE, normalised row by row, gave 4.72 (optimal critic: about 4.9 at
 B = 2000). Near its cap InfoNCE only says "at least"; a warning says so.
 
-Interval: the delta method for the all-pairs statistics (each row's own term plus its share of
-the negatives as a row and as a column), 95% normal; it covers the test-sampling error of the
-kept critic, not the bias of an imperfect critic. Warnings name what the interval cannot cover.
+Interval. The kept critic's bound on the test pairs is biased low (the critic is not the
+optimum) and its bound on as many of its own train pairs biased high (it was fitted to them). As
+for the divergences (:func:`fdiv.estimation.crossfit.combine`) the value is their midpoint and the
+95% interval runs from the lower of the two minus 1.96 test standard errors to the higher plus as
+much, its upper end at least 0 (an f-mutual information is never negative). The test standard
+error is the delta method's for the all-pairs statistics (each row's own term plus its share of
+the negatives as a row and as a column). The held-out value alone, with that error only, missed
+on independent X and Y (d = 10, 5,000 pairs: -0.048 to -0.057 with upper ends below 0, 3 seeds)
+and on Gaussians with rho = 0.3 in d = 20 (0.943 nats: 0.68-0.72, upper ends 0.76-0.80): 9 of 18
+intervals over six such pairs held the truth, against 17 of 18 with the bracket. On nine tasks
+of the MI library (``fdiv.bench.mi_tasks``: dense, sparse and cubed Gaussians, Student-t,
+clusters; 10,000 pairs, 2 seeds) the intervals held the truth in 4 of 18 runs before and 14 of
+18 after, the mean |log(estimate / truth)| fell from 0.103 to 0.041. The four misses, 5 nats in
+d = 5 plain (4.79-4.80) and cubed (4.18-4.23), are low on the critic's own rows too: InfoNCE of
+2,000 test pairs is itself low there (the optimal critic's: about 4.9), and the cubed pair's
+critic is poor. Warnings name what the interval cannot cover.
 """
 
 from __future__ import annotations
@@ -62,8 +76,9 @@ from torch import Tensor, nn
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import names
 from fdiv.estimation.critics import check_sizes, mlp
-from fdiv.estimation.crossfit import MIN_SPLIT, feature_map, snapshot
+from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
+from fdiv.estimation.result import interval
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
 from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
@@ -83,7 +98,6 @@ CRITICS: tuple[str, ...] = ("separable", "joint")
 VALIDATION_ROWS = 4096  # the validation bound is taken on at most this many rows (all pairs)
 CAP_MARGIN = 1.0  # nats: an InfoNCE value within this of log B is reported as near its cap
 OVERFIT_MARGIN = 0.1  # nats: train bound above the validation bound by more is reported
-_Z95 = 1.959963984540054
 _INFLUENCE_ELEMENTS = 2**22  # scores per row block of the interval's pass
 
 
@@ -281,15 +295,19 @@ def mutual_information(
             net, train, val, plan, generator, steps, batch_size, lr, eval_every, patience,
             progress,
         )  # fmt: skip
-    value, stderr, ess = _test_bound(net, *test, plan, torch.Generator().manual_seed(seed + 1))
+    held_out, held_se, ess = _test_bound(net, *test, plan, torch.Generator().manual_seed(seed + 1))
+    own = tuple(t[: len(test[0])] for t in train)  # as many pairs: the same all-pairs statistic
+    in_sample = _test_bound(net, *own, plan, torch.Generator().manual_seed(seed + 2))[0]
+    value, stderr = bracket(held_out, held_se, in_sample)
+    low, high = interval(value, stderr)
     found = _warnings(
-        plan, value, stderr, ess, len(test[0]), min(batch_size, len(train[0])), history,
+        plan, held_out, held_se, ess, len(test[0]), min(batch_size, len(train[0])), history,
         best_step, last_step, steps,
     )  # fmt: skip
     return Estimate(
         value=value,
         stderr=stderr,
-        ci95=(value - _Z95 * stderr, value + _Z95 * stderr),
+        ci95=(low, max(high, 0.0)),  # an f-mutual information is never negative
         divergence="mi"
         if plan.report.div is None or plan.report.name == "nwj"
         else f"{plan.report.name}-mi",

@@ -62,6 +62,21 @@ def test_gaussian_closed_form(bound: str, critic: str, tol: float) -> None:
     assert est.n_test == (1200, 1200) and est.n_train == (3600, 3600)
 
 
+def test_the_interval_brackets_the_critics_fit() -> None:
+    # independent X and Y, d = 10: the held-out InfoNCE of a critic fitted to noise is below 0
+    # (-0.048 to -0.057 over 3 seeds at 5,000 pairs) and its test-split interval excluded 0
+    # (upper ends -0.029 to -0.038); the value is now the midpoint of the held-out and the
+    # in-sample bound, and the interval reaches from one to the other
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(2000, 10, generator=g), torch.randn(2000, 10, generator=g)
+    est = fdiv.mutual_information(x, y, seed=0)
+    assert est.ci95[0] < 0.0 < est.ci95[1] and abs(est.value) < 0.03, est
+    # a correlated pair (0.5 nats): the interval is wider than the test split's alone
+    x, y = gaussian_pairs(2000, RHO, seed=1)
+    est = fdiv.mutual_information(x, y, seed=0)
+    assert est.ci95[0] < 0.5 < est.ci95[1], est
+
+
 def test_js_mutual_information_against_monte_carlo() -> None:
     """JS-MI = E_{P_X x P_Y}[f(exp(pmi))], the truth by Monte Carlo over 10^6 product pairs."""
     rho = 0.8
@@ -135,9 +150,13 @@ def test_rows_never_split_and_negatives_never_own_pairs(joint: bool, monkeypatch
         assert set(x[:, 0].tolist()) == set(y[:, 0].tolist())  # within one split only
     train = {v for t, x, _ in positives if t for v in x[:, 0].tolist()}
     evals = {frozenset(x[:, 0].tolist()) for t, x, _ in positives if not t and len(x) > 2}
-    assert len(evals) == 2  # the validation rows (always the same) and the test rows
-    val, test = evals
+    # the validation rows (always the same), the test rows, and as many train rows as test
+    # rows (the in-sample bound)
+    assert len(evals) == 3
+    (own,) = [rows for rows in evals if rows <= train]
+    val, test = (rows for rows in evals if rows != own)
     assert not (train & val) and not (train & test) and not (val & test)
+    assert len(own) == len(test)
     assert len(train | val | test) == 300
 
 
