@@ -3,9 +3,12 @@
 The rows (x_i, y_i) are split into train / validation / test parts (seeded, by rows: a pair is
 never split apart). A critic T(x, y) is trained with Adam on minibatches of train rows, the bound
 is evaluated on (at most ``VALIDATION_ROWS``) validation rows every few steps and the best critic
-is kept; it is then scored on the test rows and on as many of its own train rows (see Interval
-below). Negative pairs (samples of
-P_X x P_Y) are always formed within one part, never across parts:
+is kept. Training stops ``patience`` steps after the best, or sooner after an early best with at
+least 1,000 validation pairs (:func:`fdiv.estimation.crossfit.wait`; on the nine MI-library
+tasks below, 18 runs: 19,750 -> 16,800 steps, 576 -> 475 s, 7 of the 8 shortened runs kept
+their value, one 1-D Gaussian 0.989 -> 0.983 for 1, coverage unchanged). The kept critic is
+scored on the test rows and on as many of its own train rows (see Interval below). Negative
+pairs (samples of P_X x P_Y) are always formed within one part, never across parts:
 
 - ``critic="separable"``: T(x, y) = <f(x), g(y)> + a(x) + b(y) with two MLPs; a batch of B pairs
   gives all B(B - 1) off-diagonal pairs as negatives, through ``fdiv.all_pairs_bound`` (memory
@@ -76,7 +79,7 @@ from torch import Tensor, nn
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import names
 from fdiv.estimation.critics import check_sizes, mlp
-from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot
+from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot, wait
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
 from fdiv.estimation.result import interval
 from fdiv.io import as_samples, is_integer, is_real
@@ -407,7 +410,7 @@ def _train(
             best_value, best_step, best_state = v, step, snapshot(net)
         bar.update(step - bar.n)
         bar.set_postfix(validation=f"{v:.4f} nats", refresh=False)
-        if step - best_step >= patience:
+        if step - best_step >= wait(best_step, patience, len(val[0])):
             break
     bar.close()
     net.load_state_dict(best_state)
