@@ -299,7 +299,7 @@ def mutual_information(
             progress,
         )  # fmt: skip
     held_out, held_se, ess = _test_bound(net, *test, plan, torch.Generator().manual_seed(seed + 1))
-    own = tuple(t[: len(test[0])] for t in train)  # as many pairs: the same all-pairs statistic
+    own = tuple(t[: len(test[0])] for t in train)  # as many pairs (where there are): same B
     in_sample = _test_bound(net, *own, plan, torch.Generator().manual_seed(seed + 2))[0]
     value, stderr = bracket(held_out, held_se, in_sample)
     low, high = interval(value, stderr)

@@ -149,7 +149,7 @@ def test_a_refused_start_frees_its_trainer_with_the_error(tmp_path: Path) -> Non
                 pass
             else:
                 pytest.fail("a locked run directory was not refused")
-        alive = sum(isinstance(o, Trainer) for o in gc.get_objects())
+        alive = sum(type(o) is Trainer for o in gc.get_objects())
     finally:
         gc.enable()
     assert alive == 0
