@@ -20,6 +20,7 @@ from fdiv.estimation.knn import knn_estimate
 from fdiv.estimation.ksg import ksg_mi
 from fdiv.estimation.mutual_information import CRITICS, mutual_information
 from fdiv.gan import commands as gan_commands
+from fdiv.gan import distributed
 
 EXIT_USAGE = 2
 
@@ -240,7 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``fdiv`` command; returns the exit status."""
+    """Run the ``fdiv`` command; returns the exit status. A process that joined a torchrun
+    process group ends here instead (:func:`fdiv.gan.distributed.end_process`)."""
+    status = _command(argv)
+    if distributed.joined():
+        distributed.end_process(status)
+    return status
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -26,8 +26,11 @@ run directory must be visible to all of them (one machine, or a shared file syst
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -36,7 +39,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fdiv.device import resolve_device
 
-__all__ = ["Context", "from_environment", "single"]
+__all__ = ["Context", "end_process", "from_environment", "joined", "single"]
+
+_joined = False  # this process joined a process group through from_environment
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def from_environment(device: str) -> Context | None:
     ``device`` is the run's device option: ``"auto"`` means this rank's GPU (LOCAL_RANK) when
     CUDA is available, the CPU otherwise. NCCL is used on CUDA, gloo on the CPU.
     """
+    global _joined
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return None
@@ -115,14 +121,33 @@ def from_environment(device: str) -> Context | None:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         atexit.register(_leave)
+        _joined = True
     return Context(dist.get_rank(), dist.get_world_size(), dev)
 
 
 def _leave() -> None:
-    """Destroy the process group this module joined, while the interpreter is still whole.
-
-    Left to interpreter shutdown, gloo's worker threads can outlive what they hold and abort
-    the process (SIGABRT) after an otherwise clean exit, such as a refused start.
-    """
+    """Destroy the process group this module joined, while the interpreter is still whole."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def joined() -> bool:
+    """Whether this process joined a process group through :func:`from_environment`."""
+    return _joined
+
+
+def end_process(status: int) -> NoReturn:
+    """End a process that joined a process group: leave it, flush, and exit with ``status``
+    without interpreter shutdown.
+
+    A gloo process that leaves its group cleanly can still abort (SIGABRT, "terminate called
+    without an active exception") in interpreter shutdown, after every atexit handler: measured
+    with two ranks, a DDP model and ``destroy_process_group()``, 1 of 40 runs, 0 of 60 when the
+    processes ended with ``os._exit`` instead (``torch`` 2.13, this machine). torchrun would
+    report a finished run as failed.
+    """
+    _leave()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)

@@ -8,16 +8,18 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from gan_testing import tiny_config
 
 from fdiv.gan import checkpoint
+from fdiv.gan.distributed import end_process
 from fdiv.gan.rundir import RunLockedError, run_lock
 from fdiv.gan.trainer import Trainer, resume, train
 
@@ -72,7 +74,7 @@ def _worker(rank: int, port: int, root: str) -> None:
         },
         out / f"rank{rank}.pt",
     )
-    dist.destroy_process_group()
+    end_process(0)
 
 
 def _free_port() -> int:
@@ -110,7 +112,7 @@ def _refused_worker(rank: int, port: int, root: str) -> None:
         train(tiny_config(steps=2), Path(root) / "busy")
     except ValueError as err:
         (Path(root) / f"refused{rank}.txt").write_text(type(err).__name__)
-    # the process group that train() joined is left at exit by fdiv.gan.distributed
+    end_process(0)
 
 
 def test_a_locked_run_directory_stops_every_rank(tmp_path: Path) -> None:
@@ -153,3 +155,29 @@ def test_a_refused_start_frees_its_trainer_with_the_error(tmp_path: Path) -> Non
     finally:
         gc.enable()
     assert alive == 0
+
+
+def test_the_cli_under_torchrun_ends_each_rank_with_its_status_and_output(tmp_path: Path) -> None:
+    # a rank ends in distributed.end_process (os._exit, no interpreter shutdown, where gloo
+    # aborted 1 of 40 clean exits): its status is the command's and its output is flushed
+    port = _free_port()
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "fdiv.cli", "train", "--out", str(out), "--steps", "2"]
+    args += ["--batch-size", "32", "--latent-dim", "4", "--generator-hidden", "16"]
+    args += ["--critic-hidden", "16", "--device", "cpu", "--no-evaluate", "--penalty", "none"]
+    ranks = []
+    for rank in range(WORLD):
+        env = os.environ | {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(WORLD),
+            "OMP_NUM_THREADS": "1",
+        }
+        env.pop("PYTHONUNBUFFERED", None)  # stdout to a pipe is block-buffered: flushed or lost
+        ranks.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True))
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], outputs
+    assert f"run directory: {out}" in outputs[0] and "run directory" not in outputs[1]
+    assert checkpoint.load(checkpoint.latest(out))["step"] == 2
