@@ -177,7 +177,11 @@ def test_the_cli_under_torchrun_ends_each_rank_with_its_status_and_output(tmp_pa
         }
         env.pop("PYTHONUNBUFFERED", None)  # stdout to a pipe is block-buffered: flushed or lost
         ranks.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True))
-    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    try:
+        outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()  # a rank left waiting for a dead peer
     assert [rank.returncode for rank in ranks] == [0, 0], outputs
     assert f"run directory: {out}" in outputs[0] and "run directory" not in outputs[1]
     assert checkpoint.load(checkpoint.latest(out))["step"] == 2
