@@ -126,7 +126,8 @@ def from_environment(device: str) -> Context | None:
 
 
 def _leave() -> None:
-    """Destroy the process group this module joined, while the interpreter is still whole."""
+    """Destroy the process group this module joined, at exit, for callers that end their
+    processes themselves (the CLI ends in :func:`end_process`)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

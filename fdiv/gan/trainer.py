@@ -344,8 +344,10 @@ class Trainer:
                 error = refused or RunStartError(
                     f"{self.run_dir}: rank 0 could not start the run (its error says why)"
                 )
-                refused = None  # no cycle error -> traceback -> this frame -> error: the
-                try:  # trainer and its process group are freed with the error, not at exit
+                # no reference cycle error -> traceback -> this frame -> error: the trainer
+                # (its DDP wrappers, the process group) goes with the error, not at exit
+                refused = None
+                try:
                     raise error
                 finally:
                     del error
