@@ -26,6 +26,7 @@ __all__ = [
     "separation",
     "smile_clip_active",
     "test_disagrees",
+    "unmatched_values",
 ]
 
 #: Critics whose held-out value is below NOISE_SHARE of their in-sample value (their bound on
@@ -104,6 +105,12 @@ DISCRETE_SHARE = 0.5
 CONTINUOUS_SHARE = 0.05
 #: Share of P's critic outputs above SMILE's clip beyond which SMILE's value is not a bound.
 SMILE_CLIP_SHARE = 0.01
+#: Chance, were P and Q equally likely to take every value, that ``unmatched_values`` names any
+#: value: a value drawn t times in all lands in P alone with probability (N_p / (N_p + N_q))^t,
+#: so it needs t at least the m that makes this, times the number of values drawn m times or
+#: more, fall below UNMATCHED_ALPHA (10,000 a side: 8 draws with one value drawn that often, 12
+#: with a hundred).
+UNMATCHED_ALPHA = 0.01
 
 
 def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
@@ -300,6 +307,53 @@ def discrete_against_continuous(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
                 "width)"
             )
     return None
+
+
+def unmatched_values(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
+    """Values (whole rows, else one coordinate's) that P takes too often to be chance and Q never
+    takes in its sample (:data:`UNMATCHED_ALPHA`): there p/q is large, infinite where Q cannot take
+    them (P's support not in Q's), and the samples bound KL(P||Q) only from below. Discrete data
+    only: continuous values do not repeat, and P's far rows are :func:`heavy_tail`'s."""
+    where = [("rows", x_p, x_q)]
+    where += [
+        (f"coordinate {j}", x_p[:, j : j + 1], x_q[:, j : j + 1]) for j in range(x_p.shape[1])
+    ]
+    for name, a, b in where:
+        share, values = _unmatched(a, b)
+        if values:
+            return (
+                f"{share:.1%} of P's rows take {values} value(s) ({name}) that P repeats and Q "
+                "never takes in its sample: there p/q is large (infinite where Q cannot take "
+                "them), so the samples bound the divergence only from below and the estimate "
+                "may be far too low: the interval's upper end is open (inf)"
+            )
+    return None
+
+
+def _unmatched(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """(share of a's rows, number of distinct values) that :func:`unmatched_values` names."""
+    keys_a, keys_b = _row_keys(a), _row_keys(b)
+    values, counts = np.unique(keys_a, return_counts=True)
+    if counts.max() < 2:
+        return 0.0, 0
+    missing = ~np.isin(values, keys_b)
+    if not missing.any():
+        return 0.0, 0
+    rho = len(a) / (len(a) + len(b))
+    ordered = np.sort(counts)[::-1]
+    m = 2
+    while (
+        m <= ordered[0] and np.searchsorted(-ordered, -m, side="right") * rho**m > UNMATCHED_ALPHA
+    ):
+        m += 1
+    named = missing & (counts >= m)
+    return float(counts[named].sum() / len(a)), int(named.sum())
+
+
+def _row_keys(x: np.ndarray) -> np.ndarray:
+    """One opaque key per row of ``x`` (n, k), equal for equal rows (-0.0 counts as 0.0)."""
+    rows = np.ascontiguousarray(x.astype(np.float64) + 0.0)
+    return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
 
 
 def _repeated_shares(x: np.ndarray) -> np.ndarray:

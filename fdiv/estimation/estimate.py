@@ -155,38 +155,46 @@ def estimate(
     explicit = bound != "auto" or critic is not None
     chosen, reason = choose_method(method, div, explicit)
     if chosen == "knn":
-        return dataclasses.replace(knn_estimate(x_p, x_q, k), reason=reason)
-    if chosen == "telescoping":
-        return _telescoping(x_p, x_q, seed, reason, start)
-    bound = ("dv" if div.family == "kl" else "fdual") if bound == "auto" else bound
-    result, dv = _variational(
-        x_p,
-        x_q,
-        div,
-        bound,
-        critic,
-        folds,
-        validation,
-        clip,
-        seed,
-        dev,
-        progress,
-        {
-            "steps": steps,
-            "batch_size": batch_size,
-            "lr": lr,
-            "eval_every": eval_every,
-            "patience": patience,
-        },
-    )
-    if method == "auto" and div.family == "kl" and not explicit:
+        result = dataclasses.replace(knn_estimate(x_p, x_q, k), reason=reason)
+    elif chosen == "telescoping":
+        result = _telescoping(x_p, x_q, seed, reason, start)
+    else:
+        bound = ("dv" if div.family == "kl" else "fdual") if bound == "auto" else bound
+        options = {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every,
+                   "patience": patience}  # fmt: skip
+        result, dv = _variational(
+            x_p, x_q, div, bound, critic, folds, validation, clip, seed, dev, progress, options
+        )
+        auto_kl = method == "auto" and div.family == "kl" and not explicit
         # DV's value counts too where the plug-in stands in for it: on a Gaussian against a
         # ring of 16 narrow modes (d = 2, 9.75 nats) the plug-in fell to 4.78 and 4.98 on two
         # of 10 seeds with DV above 5, and their two-sided intervals missed it
-        if max(result.value, dv) > LARGE_KL:
-            return _large(x_p, x_q, seed, result, start)
-        result = _with_knn(x_p, x_q, result, k)
-    return dataclasses.replace(result, reason=reason, seconds=time.perf_counter() - start)
+        if auto_kl and max(result.value, dv) > LARGE_KL:
+            result = _large(x_p, x_q, seed, result, start)  # says why telescoping ran or not
+        else:
+            result = _with_knn(x_p, x_q, result, k) if auto_kl else result
+            result = dataclasses.replace(result, reason=reason)
+    return dataclasses.replace(
+        _support_checked(result, x_p, x_q, div), seconds=time.perf_counter() - start
+    )
+
+
+def _support_checked(
+    result: Estimate, x_p: np.ndarray, x_q: np.ndarray, div: FDivergence
+) -> Estimate:
+    """``result`` with its upper end open and a warning where P repeats values that Q never
+    takes (:func:`diagnostics.unmatched_values`) and ``div`` is infinite where q = 0 but p > 0
+    (f(t) / t grows without bound: kl, pearson, jeffreys; not js, hellinger, tv)."""
+    t = torch.tensor([1e6, 1e12], dtype=torch.float64)
+    growth = div.f(t) / t
+    if not float(growth[1] - growth[0]) > 1.0:
+        return result
+    found = diagnostics.unmatched_values(x_p, x_q)
+    if found is None:
+        return result
+    return dataclasses.replace(
+        result, ci95=(result.ci95[0], math.inf), warnings=(*result.warnings, found)
+    )
 
 
 def check_training(**options: float) -> None:

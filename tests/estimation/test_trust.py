@@ -201,6 +201,52 @@ def test_discrete_levels_against_continuous_values_warn() -> None:
     assert not has(fit(noisy, rng.normal(size=(2000, 2))), "mutually singular")
 
 
+def test_values_p_repeats_and_q_never_takes_are_named() -> None:
+    # P uniform on {0..4}^2, Q on {0..3}^2: 36% of P's rows (9 values) lie outside Q's support
+    rng = np.random.default_rng(0)
+    x_p = rng.integers(0, 5, size=(2000, 2)).astype(float)
+    x_q = rng.integers(0, 4, size=(2000, 2)).astype(float)
+    text = diagnostics.unmatched_values(x_p, x_q)
+    share = float((x_p == 4).any(axis=1).mean())
+    assert f"{share:.1%} of P's rows take 9 value(s) (rows)" in text
+    assert diagnostics.unmatched_values(x_q, x_p) is None  # Q's support lies within P's
+    # one continuous coordinate: no row repeats, the discrete coordinate's extra level shows
+    mixed_p = np.column_stack([rng.normal(size=2000), x_p[:, 0]])
+    mixed_q = np.column_stack([rng.normal(size=2000), x_q[:, 0]])
+    assert "(coordinate 1)" in diagnostics.unmatched_values(mixed_p, mixed_q)
+    assert (
+        diagnostics.unmatched_values(rng.normal(size=(500, 3)), rng.normal(size=(500, 3))) is None
+    )
+    assert diagnostics.unmatched_values(np.array([[-0.0]] * 20), np.array([[0.0]] * 20)) is None
+
+
+def test_unmatched_values_stay_quiet_on_equal_discrete_distributions() -> None:
+    # UNMATCHED_ALPHA: with P = Q a value is named with probability below 1% per pair, so 40
+    # pairs with many rare values (Poisson tails, a wide binomial in 3-D) name none
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        pairs = [rng.poisson(3.0, (2, 2000, 1)), rng.binomial(8, 0.5, (2, 500, 3))]
+        for x_p, x_q in pairs:
+            assert diagnostics.unmatched_values(x_p.astype(float), x_q.astype(float)) is None
+
+
+def test_p_outside_qs_discrete_support_opens_the_interval_for_unbounded_divergences() -> None:
+    rng = np.random.default_rng(1)
+    x_p = rng.integers(0, 5, size=(1000, 2)).astype(float)
+    x_q = rng.integers(0, 4, size=(1000, 2)).astype(float)
+    for name in ("kl", "pearson"):
+        est = fit(x_p, x_q, divergence=name)
+        assert has(est, "never takes in its sample") and est.ci95[1] == math.inf, name
+    knn = fdiv.estimate(x_p, x_q, method="knn")
+    assert has(knn, "never takes in its sample") and knn.ci95[1] == math.inf
+    js = fit(x_p, x_q, divergence="js")  # bounded: log 2 at most, so finite off Q's support
+    assert not has(js, "never takes") and math.isfinite(js.ci95[1])
+    reverse = fit(x_q, x_p, divergence="reverse_kl")  # KL(P||Q) of the caller's (Q, P)
+    assert has(reverse, "of Q's rows take 9 value(s) (rows) that Q repeats and P never takes")
+    assert reverse.ci95[1] == math.inf
+    assert not has(fit(x_q, x_p), "never takes")  # KL(Q||P) is finite
+
+
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
     # N(0, 1) vs N(100, 1): KL = 5000 nats, far beyond what 1000 samples can certify
     x_p, x_q = shifted(1000, 1, 100.0)
