@@ -303,6 +303,8 @@ def mutual_information(
     in_sample = _test_bound(net, *own, plan, torch.Generator().manual_seed(seed + 2))[0]
     value, stderr = bracket(held_out, held_se, in_sample)
     low, high = interval(value, stderr)
+    if _near_cap(plan, held_out, len(test[0])):
+        high = math.inf  # InfoNCE near log B says only "at least" (X = Y, d = 2: 6.77 for inf)
     found = _warnings(
         plan, held_out, held_se, ess, len(test[0]), min(batch_size, len(train[0])), history,
         best_step, last_step, steps,
@@ -493,6 +495,11 @@ def _all_pairs_influence(
     return p - (torch.cat(rows) + col) / (n - 1), None
 
 
+def _near_cap(plan: _Plan, value: float, n_test: int) -> bool:
+    """An InfoNCE value within CAP_MARGIN of its cap log(test pairs): a lower bound only."""
+    return plan.report.kind == "infonce" and value > math.log(n_test) - CAP_MARGIN
+
+
 def _warnings(
     plan: _Plan,
     value: float,
@@ -509,12 +516,12 @@ def _warnings(
     by few negatives, training stopped while still improving. ``batch``: pairs per train step
     (an InfoNCE train value near its cap log ``batch`` is not compared with the validation one)."""
     found = []
-    cap = math.log(n_test)
-    if plan.report.kind == "infonce" and value > cap - CAP_MARGIN:
+    if _near_cap(plan, value, n_test):
         found.append(
             f"the InfoNCE estimate {value:.3f} nats is within {CAP_MARGIN:g} nat of its cap "
-            f"log B = {cap:.3f} (B = {n_test} test pairs): the mutual information may be much "
-            "higher; use more pairs or bound='dv'"
+            f"log B = {math.log(n_test):.3f} (B = {n_test} test pairs): the mutual information "
+            "may be much higher, so the interval's upper end is open (inf); use more pairs or "
+            "bound='dv'"
         )
     train, val = next((t, v) for s, t, v in history if s == best_step)
     capped = plan.report.kind == "infonce" and train > math.log(batch) - CAP_MARGIN

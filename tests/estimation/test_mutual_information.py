@@ -185,11 +185,14 @@ def test_seeded_runs_are_bitwise_equal() -> None:
     assert c.value != a.value
 
 
-def test_infonce_near_its_cap_warns() -> None:
+def test_infonce_near_its_cap_warns_and_opens_the_upper_end() -> None:
     x, y = gaussian_pairs(500, 0.99999, d=3)  # 17 nats; the cap is log 100 = 4.6
     est = fdiv.mutual_information(x, y, "infonce", steps=100, eval_every=20)
     assert any("cap log B" in w for w in est.warnings), est.warnings
     assert math.log(100) - 1 < est.value <= math.log(100)
+    assert est.ci95[0] < est.value and est.ci95[1] == math.inf  # "at least", not "about"
+    low = fdiv.mutual_information(*gaussian_pairs(500, 0.6, d=3), "infonce", steps=100)
+    assert not any("cap log B" in w for w in low.warnings) and math.isfinite(low.ci95[1])
 
 
 def test_ksg_against_closed_form() -> None:
