@@ -104,7 +104,7 @@ def test_a_density_that_blows_up_at_the_faces_is_no_longer_missed() -> None:
     # log-ratio -log(x (1 - x)) / 2 per coordinate singular at the faces, smooth in the
     # Gaussianised coordinates. Measured with these settings, seeds 0-3: the default estimate
     # 0.53, 0.43, 0.54, 0.54 (within 12%, every interval holds the truth); the same critic on
-    # the raw coordinates only 0.36, 0.28, 0.32, 0.32, every interval below the truth.
+    # the raw coordinates only 0.36, 0.28, 0.32, 0.32.
     truth = 2 * math.log(4 / math.pi)
     rng = np.random.default_rng(0)
     x_p, x_q = rng.beta(0.5, 0.5, size=(3000, 2)), rng.uniform(size=(3000, 2))
@@ -115,7 +115,9 @@ def test_a_density_that_blows_up_at_the_faces_is_no_longer_missed() -> None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         raw = fdiv.estimate(x_p, x_q, critic=MLPCritic(2, (128, 128)), **fast)
-    assert raw.ci95[1] < truth, raw  # the control: without the map the critic misses
+    # the control: without the map the critic is far low (still improving at 600 steps, so
+    # its interval's upper end is open)
+    assert raw.value < truth / 1.25 and raw.ci95[0] < raw.value, raw
 
 
 def test_robust_moments_are_the_median_and_the_scaled_interquartile_range() -> None:

@@ -201,6 +201,20 @@ def test_discrete_levels_against_continuous_values_warn() -> None:
     assert not has(fit(noisy, rng.normal(size=(2000, 2))), "mutually singular")
 
 
+def test_critics_stopped_while_still_improving_open_the_upper_end() -> None:
+    x_p, x_q = shifted(2000, 2, 1.5)  # KL 1.125; 50 steps leave the critics far from it
+    short = fit(x_p, x_q, steps=50)
+    assert has(short, "still rose at the last step (50)") and short.ci95[1] == math.inf
+    assert short.value < 1.125
+    js = fit(x_p, x_q, divergence="js", steps=50)
+    assert has(js, "still rose") and js.ci95[1] == get("js").value_range[1]
+    done = fit(x_p, x_q, steps=3000)  # stops by patience
+    assert not has(done, "still rose") and math.isfinite(done.ci95[1])
+    # two samples of one Gaussian: the critics wander below the bound's standard error
+    same = fit(*shifted(2000, 2, 0.0, seed=1), steps=300)
+    assert not has(same, "still rose") and math.isfinite(same.ci95[1])
+
+
 def test_values_p_repeats_and_q_never_takes_are_named() -> None:
     # P uniform on {0..4}^2, Q on {0..3}^2: 36% of P's rows (9 values) lie outside Q's support
     rng = np.random.default_rng(0)
@@ -678,7 +692,7 @@ def test_the_default_kl_estimate_runs_the_knn_check(monkeypatch) -> None:
     x_p, x_q = shifted(1500, 1, 1.0)
     far = dataclasses.replace(knn_estimate(x_p, x_q), value=50.0, ci95=(49.0, 51.0))
     monkeypatch.setattr(module, "knn_estimate", lambda *args: far)
-    est = fdiv.estimate(x_p, x_q, **FAST)
+    est = fdiv.estimate(x_p, x_q, **{**FAST, "steps": 3000})  # stopped by patience
     assert has(est, "kNN estimate (50.000 nats)") and est.ci95[1] == 51.0
     assert not has(fit(x_p, x_q), "kNN")  # a given critic asks for the variational value only
 
