@@ -281,6 +281,7 @@ def _variational(
     splits = assign_folds(x_p, x_q, folds, validation, generator)
     bar = progress_bar(folds * training["steps"], f"estimate {div.name}", enabled=progress)
     results: list[FoldResult] = []
+    fitted_p: list[Tensor] = []  # the t fits' log-ratio on P's test rows, fold by fold
     # the default critic starts from the log-ratio of t fits (parametric.py) where they are
     # tight: on the least of any fold's train rows of either side
     offset = critic is None and parametric.fits(
@@ -306,6 +307,8 @@ def _variational(
             results.append(
                 fit_fold(net, data, fold, div, bound, clip, generator, bar=bar, **training)
             )
+            if offset:
+                fitted_p.append(data[2][0][:, -1].double().cpu())
     bar.close()
     value, stderr = combine(results)
     low, high = interval(value, stderr)
@@ -339,6 +342,11 @@ def _variational(
         high = math.inf
     if noise:
         warnings, high = (*warnings, noise), div.value_range[1]
+    if fitted_p and div.family == "kl":
+        v_p, v_q = (torch.cat([getattr(r, side) for r in results]) for side in ("v_p", "v_q"))
+        extrapolated = diagnostics.extrapolated(v_p, v_q, torch.cat(fitted_p), value)
+        if extrapolated:
+            warnings, high = (*warnings, extrapolated), math.inf
     unfinished = [str(f + 1) for f, r in enumerate(results) if _still_rising(r, training["steps"])]
     if unfinished:
         warnings = (

@@ -215,6 +215,17 @@ def test_critics_stopped_while_still_improving_open_the_upper_end() -> None:
     assert not has(same, "still rose") and math.isfinite(same.ci95[1])
 
 
+def test_a_value_resting_on_the_networks_extrapolation_is_named() -> None:
+    v_q = torch.linspace(-3.0, 2.0, 1000)
+    fitted = torch.linspace(-1.0, 4.0, 1000)  # P's rows above 2 are beyond every row of Q
+    assert diagnostics.extrapolated(fitted, v_q, fitted, 1.0) is None  # the fits' own values
+    v_p = fitted + 0.5 * (fitted > 2.0)  # the network adds 0.5 on the 40% beyond: 0.2 nats
+    text = diagnostics.extrapolated(v_p, v_q, fitted, 1.0)
+    assert text.startswith("20% of the value is the critic's extrapolation") and "40.0%" in text
+    assert diagnostics.extrapolated(v_p, v_q, fitted, 2.5) is None  # 8% of 2.5 nats
+    assert diagnostics.extrapolated(v_p, v_q, fitted, -0.1) is None
+
+
 def test_values_p_repeats_and_q_never_takes_are_named() -> None:
     # P uniform on {0..4}^2, Q on {0..3}^2: 36% of P's rows (9 values) lie outside Q's support
     rng = np.random.default_rng(0)
