@@ -226,6 +226,25 @@ def test_a_value_resting_on_the_networks_extrapolation_is_named() -> None:
     assert diagnostics.extrapolated(v_p, v_q, fitted, -0.1) is None
 
 
+def test_the_extrapolation_check_sees_the_fits_on_ps_test_rows(monkeypatch) -> None:
+    seen = []
+
+    def spy(v_p, v_q, fitted_p, value):
+        seen.append((v_p, fitted_p, value))
+        return "extrapolated (spy)"
+
+    monkeypatch.setattr(diagnostics, "extrapolated", spy)
+    x_p, x_q = shifted(1500, 2, 1.5)  # the t fits' log-ratio is exact for a Gaussian pair
+    est = fdiv.estimate(x_p, x_q, **{**FAST, "steps": 200})
+    ((v_p, fitted_p, value),) = seen
+    assert len(v_p) == len(fitted_p) == est.n_test[0] and value == est.value
+    assert np.corrcoef(v_p.numpy(), fitted_p.numpy())[0, 1] > 0.95  # the critic = fits + a bit
+    assert has(est, "extrapolated (spy)") and est.ci95[1] == math.inf
+    seen.clear()
+    fdiv.estimate(x_p, x_q, "js", **{**FAST, "steps": 200})  # kl only
+    assert not seen
+
+
 def test_values_p_repeats_and_q_never_takes_are_named() -> None:
     # P uniform on {0..4}^2, Q on {0..3}^2: 36% of P's rows (9 values) lie outside Q's support
     rng = np.random.default_rng(0)
