@@ -195,6 +195,13 @@ def test_infonce_near_its_cap_warns_and_opens_the_upper_end() -> None:
     assert not any("cap log B" in w for w in low.warnings) and math.isfinite(low.ci95[1])
 
 
+def test_a_critic_still_improving_at_the_last_step_warns_and_opens_the_upper_end() -> None:
+    x, y = gaussian_pairs(1000, 0.9, d=2)  # 1.66 nats; 20 steps are far too few
+    est = fdiv.mutual_information(x, y, steps=20, eval_every=10)
+    assert any("still rose at the last step (20)" in w for w in est.warnings), est.warnings
+    assert est.value < gaussian_mi(0.9, 2) and est.ci95[1] == math.inf
+
+
 def test_ksg_against_closed_form() -> None:
     # KSG at N = 4000: measured 0.506 (truth 0.5) and 0.003 (truth 0); its spread is ~0.01
     x, y = gaussian_pairs(4000, RHO, seed=2)
