@@ -344,10 +344,12 @@ def unmatched_values(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     takes in its sample (:data:`UNMATCHED_ALPHA`): there p/q is large, infinite where Q cannot take
     them (P's support not in Q's), and the samples bound KL(P||Q) only from below. Discrete data
     only: continuous values do not repeat, and P's far rows are :func:`heavy_tail`'s."""
-    where = [("rows", x_p, x_q)]
-    where += [
-        (f"coordinate {j}", x_p[:, j : j + 1], x_q[:, j : j + 1]) for j in range(x_p.shape[1])
-    ]
+    x_p, x_q = x_p + 0.0, x_q + 0.0  # -0.0 counts as 0.0
+    ordered = np.sort(x_p, axis=0)
+    repeated = np.flatnonzero((ordered[1:] == ordered[:-1]).any(axis=0))
+    # a row repeats only where each of its coordinates does
+    where = [("rows", _row_keys(x_p), _row_keys(x_q))] if len(repeated) == x_p.shape[1] else []
+    where += [(f"coordinate {j}", x_p[:, j], x_q[:, j]) for j in repeated]
     for name, a, b in where:
         share, values = _unmatched(a, b)
         if values:
@@ -361,13 +363,11 @@ def unmatched_values(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
 
 
 def _unmatched(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
-    """(share of a's rows, number of distinct values) that :func:`unmatched_values` names."""
-    keys_a, keys_b = _row_keys(a), _row_keys(b)
-    values, counts = np.unique(keys_a, return_counts=True)
-    if counts.max() < 2:
-        return 0.0, 0
-    missing = ~np.isin(values, keys_b)
-    if not missing.any():
+    """(share of a's entries, number of distinct values) that :func:`unmatched_values` names;
+    ``a`` and ``b`` hold one value (or row key) per row."""
+    values, counts = np.unique(a, return_counts=True)
+    missing = ~np.isin(values, b)
+    if counts.max() < 2 or not missing.any():
         return 0.0, 0
     rho = len(a) / (len(a) + len(b))
     ordered = np.sort(counts)[::-1]
@@ -381,8 +381,8 @@ def _unmatched(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
 
 
 def _row_keys(x: np.ndarray) -> np.ndarray:
-    """One opaque key per row of ``x`` (n, k), equal for equal rows (-0.0 counts as 0.0)."""
-    rows = np.ascontiguousarray(x.astype(np.float64) + 0.0)
+    """One opaque key per row of ``x`` (n, k), equal for equal rows."""
+    rows = np.ascontiguousarray(x, dtype=np.float64)
     return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
 
 
