@@ -350,8 +350,7 @@ def unmatched_values(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     them (P's support not in Q's), and the samples bound KL(P||Q) only from below. Discrete data
     only: continuous values do not repeat, and P's far rows are :func:`heavy_tail`'s."""
     x_p, x_q = x_p + 0.0, x_q + 0.0  # -0.0 counts as 0.0
-    ordered = np.sort(x_p, axis=0)
-    repeated = np.flatnonzero((ordered[1:] == ordered[:-1]).any(axis=0))
+    repeated = np.flatnonzero(_repeated_shares(x_p) > 0)
     # a row repeats only where each of its coordinates does
     where = [("rows", _row_keys(x_p), _row_keys(x_q))] if len(repeated) == x_p.shape[1] else []
     where += [(f"coordinate {j}", x_p[:, j], x_q[:, j]) for j in repeated]
