@@ -53,14 +53,15 @@ def as_sample_pair(p: object, q: object) -> tuple[np.ndarray, np.ndarray]:
 def as_samples(x: object, name: str) -> np.ndarray:
     """``x`` (torch tensor or numpy array) as a finite float64 matrix (N, d), or a clear error.
 
-    ``name`` says which input the message is about ("p", "q" or a file name).
+    Booleans count as 0 and 1 (binary features). ``name`` says which input the message is about
+    ("p", "q" or a file name).
     """
     if isinstance(x, torch.Tensor):
-        if x.is_complex() or x.dtype == torch.bool:
+        if x.is_complex():
             raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
         array = x.detach().to("cpu", torch.float64).numpy()
     elif isinstance(x, np.ndarray):
-        if x.dtype.kind not in "iuf":
+        if x.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got an array of dtype {x.dtype}")
         array = x.astype(np.float64)
     else:
