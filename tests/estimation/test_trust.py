@@ -537,6 +537,12 @@ def test_a_loose_telescoping_fit_reaches_down_to_the_pilots_lower_end() -> None:
     est = _large(*shifted(600, 10, 4.0), 0, pilot, 0.0)
     assert est.method == "telescoping" and est.ci95[0] == 4.0 and est.ci95[1] > est.value > 5.0
     assert has(est, "the fit is loose") and has(est, "lower end is the variational interval's")
+    # 140 rows a side: 66 parameters for 112 pairs (0.59, nearly interpolating). Telescoping
+    # gives 7.9 for KL 8, and the lower end is log N (4.94 nats), below the pilot's 7.0
+    pilot = dataclasses.replace(pilot, ci95=(7.0, 40.0))
+    tight = _large(*shifted(140, 10, 4.0), 0, pilot, 0.0)
+    assert tight.method == "telescoping" and tight.ci95[1] > 8.0
+    assert tight.ci95[0] == pytest.approx(math.log(140)) and has(tight, "lower end is log N")
 
 
 def test_kurtosis_ratio_against_closed_forms() -> None:
