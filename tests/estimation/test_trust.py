@@ -291,6 +291,17 @@ def test_p_outside_qs_discrete_support_opens_the_interval_for_unbounded_divergen
     assert not has(fit(x_q, x_p), "never takes")  # KL(Q||P) is finite
 
 
+def test_pearson_on_a_few_rows_opens_the_upper_end() -> None:
+    # a 3-sd shift in d = 1: chi2 = e^9 - 1 = 8,102, carried by Q's rare rows near P's mode; the
+    # estimate (563) was far below with a two-sided interval [173, ~950]. A 0.3-sd shift (chi2
+    # 0.094) keeps its two-sided interval
+    far = fit(*shifted(2000, 1, 3.0), divergence="pearson")
+    assert has(far, "the chi2 term") and has(far, "pearson's value rests on a few rows")
+    assert far.value < math.exp(9.0) - 1.0 and far.ci95[1] == math.inf
+    near = fit(*shifted(2000, 1, 0.3), divergence="pearson")
+    assert near.ci95[0] < math.exp(0.09) - 1.0 < near.ci95[1] < math.inf and not near.warnings
+
+
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
     # N(0, 1) vs N(100, 1): KL = 5000 nats, far beyond what 1000 samples can certify
     x_p, x_q = shifted(1000, 1, 100.0)
