@@ -141,21 +141,23 @@ def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
     )
 
 
-def partition_ess(v_q: Tensor, power: int = 1) -> str | None:
-    """Effective sample size (sum w)^2 / sum w^2 of w = exp(power * v) on Q's held-out rows,
-    against MIN_PARTITION_ESS (or MIN_PARTITION_ESS_SHARE of the rows where they are few).
+def partition_ess(v_q: Tensor, power: float = 1.0) -> str | None:
+    """Effective sample size (sum w)^2 / sum w^2 of w = exp(power * v) on held-out rows (v the
+    log-ratio), against MIN_PARTITION_ESS (or MIN_PARTITION_ESS_SHARE of the rows where they
+    are few).
 
-    ``power`` 1: the DV partition term E_Q[p/q]; 2: the chi2 term E_Q[(p/q)^2] of pearson.
+    ``power`` 1: the DV partition term E_Q[p/q]; 2: the chi2 term E_Q[(p/q)^2] of pearson; any
+    other: a mean of (p/q)^power (the alpha family).
     """
-    w = torch.exp(power * v_q.double() - power * v_q.double().max())
+    scaled = power * v_q.double()
+    w = torch.exp(scaled - scaled.max())
     ess = float(w.sum() ** 2 / (w * w).sum())
     if ess >= min(MIN_PARTITION_ESS, MIN_PARTITION_ESS_SHARE * len(v_q)):
         return None
-    term = (
-        "the partition term (a mean of exp(log-ratio))"
-        if power == 1
-        else "the chi2 term (a mean of the squared density ratio)"
-    )
+    term = {
+        1.0: "the partition term (a mean of exp(log-ratio))",
+        2.0: "the chi2 term (a mean of the squared density ratio)",
+    }.get(power, f"the mean of (p/q)^{power:g}")
     return (
         f"{term} is dominated by a few samples "
         f"(effective sample size {ess:.1f} of {len(v_q)}): its value and interval are unreliable"

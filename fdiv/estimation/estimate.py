@@ -340,12 +340,13 @@ def _variational(
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)
         high = math.inf
-    if few_terms and div.family == "pearson":
-        # a mean of p/q (or its square) on a few rows falls short of the mean as a rule, and
-        # nothing bounds it from above: a 10-nat shift, d = 20 (chi2 4.9e8), came out 8.6e5
-        # [-2.8e5, 2.0e6] at 2,000 a side and 8.8e7 [2.9e7, 1.5e8] at 10,000
+    if few_terms and div.family in ("pearson", "alpha"):
+        # a mean of a power of p/q on a few rows falls short of the mean as a rule, and nothing
+        # bounds it from above: a 10-nat shift, d = 20 (chi2 4.9e8), came out 8.6e5 [-2.8e5,
+        # 2.0e6] at 2,000 a side and 8.8e7 [2.9e7, 1.5e8] at 10,000; a 3-sd shift, d = 1,
+        # alpha(1.5) 37.6: 16.4 [8.1, 24.7], silently
         open_end = (
-            "pearson's value rests on a few rows' density ratios (the effective sample size "
+            f"{div.name}'s value rests on a few rows' density ratios (the effective sample size "
             "above), which bound it only from below: the interval's upper end is open (inf)"
         )
         warnings, high = (*warnings, open_end), math.inf
@@ -422,11 +423,9 @@ def _warnings(
         # 3 dof against a Gaussian, 2,000 a side, was covered on 0 of 10 seeds, silently)
         tails = [diagnostics.heavy_tail(v_p, v_q), diagnostics.heavier_tail(x_p, x_q)]
         found += tails
-    if bound == "dv" or div.family == "pearson":  # means of exp(log-ratio) or its square
-        if div.family == "pearson":  # E_P[p/q] and E_Q[(p/q)^2]
-            terms = [(r.clamped(v), k) for r in results for v, k in ((r.v_p, 1), (r.v_q, 2))]
-        else:  # the terms as the value saw them
-            terms = [(r.clamped(r.v_q), 1) for r in results]
+    powers = _ratio_powers(div, bound)
+    if powers:  # the value holds means of powers of p/q, as the value saw them (clamped)
+        terms = [(r.clamped(getattr(r, side)), k) for r in results for side, k in powers]
         ess = next((w for side, k in terms if (w := diagnostics.partition_ess(side, k))), None)
         found.append(ess)
     if bound == "smile":
@@ -434,6 +433,17 @@ def _warnings(
     found.append(diagnostics.discrete_against_continuous(x_p, x_q))
     heavy_tail = any(w is not None for w in tails)
     return tuple(w for w in found if w is not None), heavy_tail, ess is not None
+
+
+def _ratio_powers(div: FDivergence, bound: str) -> tuple[tuple[str, float], ...]:
+    """The means of (p/q)^k in the value that a few rows can carry, as (side, k): DV's partition
+    term E_Q[p/q]; pearson's E_P[p/q] and E_Q[(p/q)^2]; an unbounded alpha-divergence's (a > 1
+    or a < 0) E_P[(p/q)^(a - 1)] and E_Q[(p/q)^a]."""
+    if div.family == "pearson":
+        return (("v_p", 1.0), ("v_q", 2.0))
+    if div.family == "alpha" and div.alpha is not None and div.value_range[1] == math.inf:
+        return (("v_p", div.alpha - 1.0), ("v_q", div.alpha))
+    return (("v_q", 1.0),) if bound == "dv" else ()
 
 
 def _swap_sides(text: str) -> str:

@@ -291,15 +291,25 @@ def test_p_outside_qs_discrete_support_opens_the_interval_for_unbounded_divergen
     assert not has(fit(x_q, x_p), "never takes")  # KL(Q||P) is finite
 
 
-def test_pearson_on_a_few_rows_opens_the_upper_end() -> None:
-    # a 3-sd shift in d = 1: chi2 = e^9 - 1 = 8,102, carried by Q's rare rows near P's mode; the
-    # estimate (563) was far below with a two-sided interval [173, ~950]. A 0.3-sd shift (chi2
-    # 0.094) keeps its two-sided interval
-    far = fit(*shifted(2000, 1, 3.0), divergence="pearson")
-    assert has(far, "the chi2 term") and has(far, "pearson's value rests on a few rows")
-    assert far.value < math.exp(9.0) - 1.0 and far.ci95[1] == math.inf
-    near = fit(*shifted(2000, 1, 0.3), divergence="pearson")
-    assert near.ci95[0] < math.exp(0.09) - 1.0 < near.ci95[1] < math.inf and not near.warnings
+@pytest.mark.parametrize(
+    ("name", "a", "term"),
+    [("pearson", 2.0, "the chi2 term"), ("alpha(1.5)", 1.5, "the mean of (p/q)^1.5"),
+     ("alpha(-1)", -1.0, "the mean of (p/q)^-2")],
+)  # fmt: skip
+def test_unbounded_f_divergences_on_a_few_rows_open_the_upper_end(
+    name: str, a: float, term: str
+) -> None:
+    # a 3-sd shift in d = 1: E_Q[(p/q)^a] = e^(9 a (a - 1) / 2), carried by Q's rare rows near P's
+    # mode (or P's rare rows near Q's, a < 0); silently far below with two-sided intervals:
+    # pearson (chi2 = 2 alpha(2) = 8,102) 563 [173, ~950], alpha(1.5) (37.6) 16.4 [8.1, 24.7],
+    # alpha(-1) (4,051) 1,262 [895, ~1,630]. A 0.3-sd shift keeps its two-sided interval
+    scale = 1.0 if name == "pearson" else 1.0 / (a * (a - 1.0))
+    far = fit(*shifted(2000, 1, 3.0), divergence=name)
+    assert has(far, term) and has(far, f"{name}'s value rests on a few rows")
+    assert far.value < scale * math.expm1(4.5 * a * (a - 1.0)) and far.ci95[1] == math.inf
+    near = fit(*shifted(2000, 1, 0.3), divergence=name)
+    truth = scale * math.expm1(0.045 * a * (a - 1.0))
+    assert near.ci95[0] < truth < near.ci95[1] < math.inf and not near.warnings
 
 
 def test_far_apart_gaussians_warn_with_both_methods() -> None:
