@@ -293,17 +293,18 @@ def test_p_outside_qs_discrete_support_opens_the_interval_for_unbounded_divergen
 
 @pytest.mark.parametrize(
     ("name", "a", "term"),
-    [("pearson", 2.0, "the chi2 term"), ("alpha(1.5)", 1.5, "the mean of (p/q)^1.5"),
-     ("alpha(-1)", -1.0, "the mean of (p/q)^-2")],
+    [("pearson", 2.0, "the chi2 term"), ("neyman", -1.0, "the mean of (p/q)^-2"),
+     ("alpha(1.5)", 1.5, "the mean of (p/q)^1.5"), ("alpha(-1)", -1.0, "the mean of (p/q)^-2")],
 )  # fmt: skip
 def test_unbounded_f_divergences_on_a_few_rows_open_the_upper_end(
     name: str, a: float, term: str
 ) -> None:
     # a 3-sd shift in d = 1: E_Q[(p/q)^a] = e^(9 a (a - 1) / 2), carried by Q's rare rows near P's
     # mode (or P's rare rows near Q's, a < 0); silently far below with two-sided intervals:
-    # pearson (chi2 = 2 alpha(2) = 8,102) 563 [173, ~950], alpha(1.5) (37.6) 16.4 [8.1, 24.7],
-    # alpha(-1) (4,051) 1,262 [895, ~1,630]. A 0.3-sd shift keeps its two-sided interval
-    scale = 1.0 if name == "pearson" else 1.0 / (a * (a - 1.0))
+    # pearson (chi2 = 2 alpha(2) = 8,102) 563 [173, ~950], neyman (2 alpha(-1) = 8,102) 2,523
+    # [1,790, 3,257], alpha(1.5) (37.6) 16.4 [8.1, 24.7], alpha(-1) (4,051) 1,262 [895, ~1,630].
+    # A 0.3-sd shift keeps its two-sided interval
+    scale = 1.0 if name in ("pearson", "neyman") else 1.0 / (a * (a - 1.0))
     far = fit(*shifted(2000, 1, 3.0), divergence=name)
     assert has(far, term) and has(far, f"{name}'s value rests on a few rows")
     assert far.value < scale * math.expm1(4.5 * a * (a - 1.0)) and far.ci95[1] == math.inf
