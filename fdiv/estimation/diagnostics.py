@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fdiv.divergences.registry import FDivergence
 from fdiv.estimation.crossfit import moments
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "kurtosis_ratio",
     "leptokurtic",
     "partition_ess",
+    "ratio_powers",
     "separation",
     "smile_clip_active",
     "test_disagrees",
@@ -139,6 +141,21 @@ def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
         f"{accuracy:.2%}): the divergence may exceed what {n} samples can certify (about "
         f"log N = {math.log(n):.1f} nats) and the estimate may be far too low"
     )
+
+
+#: The divergences that are an alpha-divergence up to a factor, by their a: pearson (chi2, twice
+#: alpha(2)) and neyman (twice alpha(-1)); :func:`ratio_powers` names their means of (p/q)^k.
+POWER_FAMILIES = {"pearson": 2.0, "neyman": -1.0}
+
+
+def ratio_powers(div: FDivergence, bound: str) -> tuple[tuple[str, float], ...]:
+    """The means of (p/q)^k in ``div``'s value under ``bound`` that a few rows can carry, as
+    (side "v_p" or "v_q", k): DV's partition term E_Q[p/q]; an unbounded alpha-divergence's
+    (a > 1 or a < 0, pearson and neyman among them) E_P[(p/q)^(a - 1)] and E_Q[(p/q)^a]."""
+    a = POWER_FAMILIES.get(div.family, div.alpha)
+    if a is not None and div.value_range[1] == math.inf:
+        return (("v_p", a - 1.0), ("v_q", a))
+    return (("v_q", 1.0),) if bound == "dv" else ()
 
 
 def partition_ess(v_q: Tensor, power: float = 1.0) -> str | None:

@@ -73,9 +73,6 @@ KNN_CHECK_DIM = 5
 #: Parameters per row up to which the t fits' own KL stretches a large-KL interval (see
 #: ``_fitted_kl``): looser than the offset critic's ``parametric.LOOSE``.
 FITTED_LOOSE = 0.2
-#: The divergences that are an alpha-divergence up to a factor, by their a: pearson (chi2, twice
-#: alpha(2)) and neyman (twice alpha(-1)); :func:`_ratio_powers` checks their means of (p/q)^k.
-_POWER_FAMILIES = {"pearson": 2.0, "neyman": -1.0}
 #: The default critic: smaller than the GAN's, so that ``folds`` of them fit the time budget.
 DEFAULT_HIDDEN = (128, 128)
 
@@ -343,7 +340,7 @@ def _variational(
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)
         high = math.inf
-    if few_terms and (div.family in _POWER_FAMILIES or div.family == "alpha"):
+    if few_terms and diagnostics.ratio_powers(div, "fdual"):
         # a mean of a power of p/q on a few rows falls short of the mean as a rule, and nothing
         # bounds it from above: a 10-nat shift, d = 20 (chi2 4.9e8), came out 8.6e5 [-2.8e5,
         # 2.0e6] at 2,000 a side and 8.8e7 [2.9e7, 1.5e8] at 10,000; a 3-sd shift, d = 1,
@@ -426,7 +423,7 @@ def _warnings(
         # 3 dof against a Gaussian, 2,000 a side, was covered on 0 of 10 seeds, silently)
         tails = [diagnostics.heavy_tail(v_p, v_q), diagnostics.heavier_tail(x_p, x_q)]
         found += tails
-    powers = _ratio_powers(div, bound)
+    powers = diagnostics.ratio_powers(div, bound)
     if powers:  # the value holds means of powers of p/q, as the value saw them (clamped)
         terms = [(r.clamped(getattr(r, side)), k) for r in results for side, k in powers]
         ess = next((w for side, k in terms if (w := diagnostics.partition_ess(side, k))), None)
@@ -436,16 +433,6 @@ def _warnings(
     found.append(diagnostics.discrete_against_continuous(x_p, x_q))
     heavy_tail = any(w is not None for w in tails)
     return tuple(w for w in found if w is not None), heavy_tail, ess is not None
-
-
-def _ratio_powers(div: FDivergence, bound: str) -> tuple[tuple[str, float], ...]:
-    """The means of (p/q)^k in the value that a few rows can carry, as (side, k): DV's partition
-    term E_Q[p/q]; an unbounded alpha-divergence's (a > 1 or a < 0, pearson and neyman among
-    them) E_P[(p/q)^(a - 1)] and E_Q[(p/q)^a]."""
-    a = _POWER_FAMILIES.get(div.family, div.alpha)
-    if a is not None and div.value_range[1] == math.inf:
-        return (("v_p", a - 1.0), ("v_q", a))
-    return (("v_q", 1.0),) if bound == "dv" else ()
 
 
 def _swap_sides(text: str) -> str:

@@ -252,3 +252,22 @@ def test_jointly_cauchy_pairs_are_not_thrown_by_their_far_rows() -> None:
         x, y = joint.sample(4000, np.random.default_rng(seed))
         est = fdiv.mutual_information(x, y, steps=300, eval_every=25)
         assert 0.75 < est.value / truth < 1.1, est
+
+
+def test_pearson_mi_on_a_few_pairs_opens_the_upper_end() -> None:
+    # chi2-MI of the unit bivariate Gaussian: rho^2 / (1 - rho^2), 49.3 at rho = 0.99, carried by
+    # the rare negatives near the diagonal (5,000 pairs gave 6.19 [4.33, 8.06], silently); 0.33
+    # at rho = 0.5 is spread over many
+    x, y = gaussian_pairs(2000, 0.99)
+    far = fdiv.mutual_information(x, y, "pearson", steps=600, eval_every=50)
+    assert any("rests on a few pairs" in w for w in far.warnings), far.warnings
+    assert far.value < 0.99**2 / (1 - 0.99**2) and far.ci95[1] == math.inf
+    near = fdiv.mutual_information(*gaussian_pairs(2000, 0.5), "pearson", steps=600, eval_every=50)
+    assert near.ci95[0] < 1 / 3 < near.ci95[1] < math.inf and not near.warnings
+
+
+def test_a_bound_that_is_never_finite_is_a_clear_error() -> None:
+    # neyman on near-copies: every validation bound nan or -inf (a StopIteration escaped before)
+    x, y = gaussian_pairs(1000, 0.99995)
+    with pytest.raises(ValueError, match=r"no validation bound in 60 steps was finite"):
+        fdiv.mutual_information(x, y, "neyman", steps=60, eval_every=20, lr=10.0)
