@@ -29,6 +29,7 @@ __all__ = [
     "separation",
     "smile_clip_active",
     "test_disagrees",
+    "unbounded_alpha",
     "unmatched_values",
 ]
 
@@ -148,12 +149,19 @@ def separation(v_p: Tensor, v_q: Tensor, n: int) -> str | None:
 POWER_FAMILIES = {"pearson": 2.0, "neyman": -1.0}
 
 
+def unbounded_alpha(div: FDivergence) -> float | None:
+    """The a of an unbounded alpha-type divergence (a > 1 or a < 0: pearson, neyman, alpha(a)),
+    else None."""
+    a = POWER_FAMILIES.get(div.family, div.alpha)
+    return a if a is not None and div.value_range[1] == math.inf else None
+
+
 def ratio_powers(div: FDivergence, bound: str) -> tuple[tuple[str, float], ...]:
     """The means of (p/q)^k in ``div``'s value under ``bound`` that a few rows can carry, as
     (side "v_p" or "v_q", k): DV's partition term E_Q[p/q]; an unbounded alpha-divergence's
-    (a > 1 or a < 0, pearson and neyman among them) E_P[(p/q)^(a - 1)] and E_Q[(p/q)^a]."""
-    a = POWER_FAMILIES.get(div.family, div.alpha)
-    if a is not None and div.value_range[1] == math.inf:
+    (:func:`unbounded_alpha`) E_P[(p/q)^(a - 1)] and E_Q[(p/q)^a]."""
+    a = unbounded_alpha(div)
+    if a is not None:
         return (("v_p", a - 1.0), ("v_q", a))
     return (("v_q", 1.0),) if bound == "dv" else ()
 

@@ -340,7 +340,7 @@ def _variational(
         # the value rests on far rows of P that no row of Q pins down: a lower bound is all
         # these samples certify (no finite sample bounds a divergence from above)
         high = math.inf
-    if few_terms and diagnostics.ratio_powers(div, "fdual"):
+    if few_terms and diagnostics.unbounded_alpha(div) is not None:
         # a mean of a power of p/q on a few rows falls short of the mean as a rule, and nothing
         # bounds it from above: a 10-nat shift, d = 20 (chi2 4.9e8), came out 8.6e5 [-2.8e5,
         # 2.0e6] at 2,000 a side and 8.8e7 [2.9e7, 1.5e8] at 10,000; a 3-sd shift, d = 1,

@@ -479,14 +479,17 @@ def _few_pairs(
     """Whether a few test pairs carry a mean of (p/q)^k in the f-bound's value
     (:func:`diagnostics.ratio_powers`: pearson, neyman, unbounded alpha), the positives against
     the negatives of a derangement; None for the other bounds."""
-    to_log_ratio = _LOG_RATIO.get(spec.div.family) if spec.div is not None else None
-    if to_log_ratio is None or not (powers := diagnostics.ratio_powers(spec.div, "fdual")):
+    if spec.div is None or diagnostics.unbounded_alpha(spec.div) is None:
         return None
-    negatives = y[derangement(len(x), generator).to(x.device)]
+    to_log_ratio, powers = _LOG_RATIO[spec.div.family], diagnostics.ratio_powers(spec.div, "fdual")
+    perm = derangement(len(x), generator).to(x.device)
     with torch.no_grad():
-        out, neg = _scores(net, x, y), _scores(net, x, negatives)
-        if isinstance(out, tuple):  # separable: the pairs' scores f(x) . g(y)
-            out, neg = (out[0] * out[1]).sum(1), (neg[0] * neg[1]).sum(1)
+        out = _scores(net, x, y)
+        if isinstance(out, tuple):  # separable: the scores f(x_i) . g(y_j), one pass
+            f, g = out
+            out, neg = (f * g).sum(1), (f * g[perm]).sum(1)
+        else:
+            neg = _scores(net, x, y[perm])
     sides = {"v_p": to_log_ratio(out.double()), "v_q": to_log_ratio(neg.double())}
     return next((m for side, k in powers if (m := diagnostics.partition_ess(sides[side], k))), None)
 
