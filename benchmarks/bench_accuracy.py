@@ -9,7 +9,9 @@ reverse_kl and pearson run with the default call on :data:`F_TASKS`. Two extra n
 large-divergence pairs (:data:`EXTRA`) join the library's. Per run the figures hold task,
 divergence, method, n, seed, d, truth (+ truth_stderr), estimate, stderr, ci95, abs_log_error,
 covered (the interval contains the truth, widened by 2 Monte Carlo standard errors of the truth),
-seconds and warnings. Nothing is asserted; ``fdiv bench`` renders a table per task into REPORT.md.
+seconds, warnings and sample_value (:meth:`Task.sample_value`: the exact log-ratio averaged over
+the same rows, whose distance from the truth no estimator that averages over the rows avoids).
+Nothing is asserted; ``fdiv bench`` renders a table per task into REPORT.md.
 
 Configuration (environment; the full grid is hours of CPU, so pick what you can afford):
 
@@ -190,6 +192,7 @@ def test_accuracy(
         truth_stderr=truth_se,
         estimate=value,
         abs_log_error=abs(math.log(value / truth)) if value > 0 and truth > 0 else None,
+        sample_value=pair.sample_value(divergence, x_p, x_q),
         seconds=seconds,
         **row,
     )

@@ -401,6 +401,24 @@ class Task:
             raise ValueError(f"n must be an integer >= 2 for a standard error, got {n!r}")
         return _truth(self, _canonical(divergence), n, seed, method)
 
+    def sample_value(self, divergence: str, x_p: np.ndarray, x_q: np.ndarray) -> float:
+        """D(P||Q) as the exact log-ratio gives it on these rows, by the Monte Carlo truth's own
+        formulas (kl: the mean of r over ``x_p``; reverse_kl: of -r over ``x_q``; pearson: the
+        mean of e^r over ``x_p``, minus 1; js, hellinger, tv: the mixture integrand over both).
+        What an estimator that knew p/q would report from this sample: its distance from the
+        truth is the sample's own error, which no estimator that averages over the rows avoids
+        (a t with 3 dof, d = 5, 10,000 rows: from 1.22 to 5.46 over 10 seeds for 1.27)."""
+        name = _canonical(divergence)
+        r_p, r_q = self.log_ratio(x_p), self.log_ratio(x_q)
+        if name == "kl":
+            return float(r_p.mean())
+        if name == "reverse_kl":
+            return float(-r_q.mean())
+        if name == "pearson":
+            return math.expm1(float(logsumexp(r_p)) - math.log(r_p.size))
+        integrand = _MIXTURE_INTEGRANDS[name]
+        return 0.5 * (float(integrand(np.abs(r_p)).mean()) + float(integrand(np.abs(r_q)).mean()))
+
 
 def _canonical(divergence: str) -> str:
     name = get_divergence(divergence).name

@@ -31,8 +31,8 @@ def run(task: str, method: str, estimate: float, covered: bool | None, **extra: 
 
 
 ENTRIES = [
-    run("a", "auto", 2.2, True, seconds=3.0),
-    run("a", "auto", 1.0, False, seed=1, seconds=5.0, warnings=["w"]),
+    run("a", "auto", 2.2, True, seconds=3.0, sample_value=2.1),
+    run("a", "auto", 1.0, False, seed=1, seconds=5.0, warnings=["w"], sample_value=1.6),
     run("a", "knn", -1.0, None),
     run("b", "auto", 4.0, True, truth_stderr=0.01),
 ]
@@ -42,9 +42,11 @@ def test_task_tables_rows() -> None:
     tables = report.task_tables(ENTRIES)
     assert list(tables) == ["a", "b"]
     auto, knn = tables["a"]
-    # mean of 2.2 and 1.0; worst |log| = log 2 (the 1.0 run); 1 of 2 covered; 1 of 2 warned
-    assert auto == ["kl", "2000", "auto", "2", "1.6", f"{math.log(2):.3f}", "1/2", "1/2", "4.0"]
-    assert knn == ["kl", "2000", "knn", "2", "-1", "inf", "-", "0/1", "1.0"]
+    # mean of 2.2 and 1.0; worst |log| = log 2 (the 1.0 run); the sample's own worst log 1.25
+    # (1.6 for 2); 1 of 2 covered; 1 of 2 warned; a run without a sample value shows "-"
+    log2, log125 = f"{math.log(2):.3f}", f"{math.log(1.25):.3f}"
+    assert auto == ["kl", "2000", "auto", "2", "1.6", log2, log125, "1/2", "1/2", "4.0"]
+    assert knn == ["kl", "2000", "knn", "2", "-1", "inf", "-", "-", "0/1", "1.0"]
     assert tables["b"][0][3] == "2 ± 0.01"
 
 
@@ -63,7 +65,7 @@ def test_coverage_counts_one_sided_intervals() -> None:
         run("c", "auto", 1.9, True, seed=1, ci95=[1.5, 2.5]),
         run("c", "auto", 1.0, False, seed=2, ci95=[0.8, 1.2]),
     ]
-    assert report.task_tables(runs)["c"][0][6] == "2/3 (1 one-sided)"
+    assert report.task_tables(runs)["c"][0][7] == "2/3 (1 one-sided)"
     assert report.method_summary(runs)[0][6] == "2/3 (1 one-sided)"
 
 

@@ -295,3 +295,27 @@ def test_registry_covers_the_failure_families() -> None:
     assert families == {"heavy-tail", "mixture", "curved", "bounded", "gaussian", "large", "scale"}
     assert max(task.dim for task in T.TASKS.values()) == 50
     assert all(task.name == name for name, task in T.TASKS.items())
+
+
+@pytest.mark.parametrize("divergence", ["kl", "reverse_kl", "pearson", "js", "hellinger", "tv"])
+def test_sample_value_is_the_exact_ratio_on_the_rows(divergence: str) -> None:
+    """Against scipy's log densities and the registry's f: kl and reverse_kl average the
+    log-ratio over one side, pearson e^r over P, and the bounded ones 2 f(u) / (1 + u) (the
+    integrand of E_M, M = (P + Q) / 2) over both sides."""
+    task = T.get_task("mixture4-vs-gauss-d5")
+    rng = np.random.default_rng(8)
+    x_p, x_q = task.sample_p(3000, rng), task.sample_q(2000, rng)
+    r_p, r_q = (_reference_log_prob(task.p, x) - _reference_log_prob(task.q, x) for x in (x_p, x_q))
+    if divergence == "kl":
+        expected = r_p.mean()
+    elif divergence == "reverse_kl":
+        expected = -r_q.mean()
+    elif divergence == "pearson":
+        expected = np.exp(r_p).mean() - 1.0
+    else:
+        f = get_divergence(divergence).f
+        terms = [
+            2.0 * f(torch.from_numpy(np.exp(r))).numpy() / (1.0 + np.exp(r)) for r in (r_p, r_q)
+        ]
+        expected = 0.5 * (terms[0].mean() + terms[1].mean())
+    assert task.sample_value(divergence, x_p, x_q) == pytest.approx(expected, rel=1e-9, abs=1e-12)
