@@ -3,8 +3,8 @@
 An estimator is judged on data it was not tuned on. Besides Gaussian pairs the tasks cover heavy
 tails (Student t on either side), mixtures (including a far, tiny component), a curved manifold
 (the "banana"), bounded support (Betas, an unbounded density at the edges), large divergences
-(mean shifts of KL 5 to 20, up to d = 50), high dimension, and scale mismatch where Q is narrower
-than P so that p/q is unbounded.
+(mean shifts of KL 5 to 20, up to d = 50), high dimension, scale mismatch where Q is narrower
+than P so that p/q is unbounded, and a log-ratio that oscillates along one coordinate of ten.
 
 ``Task.truth(divergence)`` gives (value, stderr) in nats (TV and Hellinger: pure numbers): a
 closed form (stderr 0) where one exists, else Monte Carlo with the exact log density ratio
@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
+from scipy.integrate import quad
 from scipy.linalg import solve_triangular
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
@@ -44,6 +45,7 @@ __all__ = [
     "Mixture",
     "StudentT",
     "Task",
+    "Wiggled",
     "check_points",
     "get_task",
     "lookup",
@@ -233,6 +235,51 @@ class CurvedGaussian:
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         z = self._bend(check_points(x, self.dim), -1.0)
         return -0.5 * (self.dim * _LOG_2PI + np.square(z).sum(axis=1))
+
+
+@dataclass(frozen=True, eq=False)
+class Wiggled:
+    """N(0, I_dim) tilted by 1 + a sin(w x_1): density phi(x) (1 + a sin(w x_1)), normalised as
+    the sine is odd (0 <= a < 1). Its log-ratio to N(0, I) oscillates with period 2 pi / w
+    along the first coordinate. Sampled by rejection from N(0, I) (acceptance 1 / (1 + a))."""
+
+    dim_: int
+    a: float
+    w: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.a < 1.0:
+            raise ValueError(f"a must be in [0, 1), got {self.a}")
+
+    @property
+    def dim(self) -> int:
+        return self.dim_
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        _check_n(n)
+        rows, have = [np.empty((0, self.dim))], 0
+        while have < n:
+            x = rng.standard_normal((2 * (n - have) + 16, self.dim))
+            keep = rng.random(len(x)) * (1.0 + self.a) < 1.0 + self.a * np.sin(self.w * x[:, 0])
+            rows.append(x[keep])
+            have += int(keep.sum())
+        return np.concatenate(rows)[:n]
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        x = check_points(x, self.dim)
+        gauss = -0.5 * (self.dim * _LOG_2PI + np.square(x).sum(axis=1))
+        return gauss + np.log1p(self.a * np.sin(self.w * x[:, 0]))
+
+    def kl_to_standard(self) -> float:
+        """KL to N(0, I_dim) in nats: E[(1 + a s) log(1 + a s)], s = sin(w z), z ~ N(0, 1), by
+        adaptive quadrature over |z| <= 12 (the Gaussian mass beyond is 4e-33)."""
+
+        def integrand(z: float) -> float:
+            tilt = 1.0 + self.a * math.sin(self.w * z)
+            return math.exp(-0.5 * z * z) * tilt * math.log(tilt)
+
+        value, _ = quad(integrand, -12.0, 12.0, limit=1000, epsabs=1e-13, epsrel=1e-12)
+        return value / math.sqrt(2.0 * math.pi)
 
 
 @dataclass(frozen=True, eq=False)
@@ -781,6 +828,21 @@ def _lognormal(dim: int = 5) -> Task:
     )
 
 
+def _wiggle(dim: int = 10, w: float = 8.0, a: float = 0.9) -> Task:
+    p = Wiggled(dim, a, w)
+    return Task(
+        f"wiggle{w:g}-d{dim}",
+        "oscillating",
+        f"N(0, I) tilted by 1 + {a:g} sin({w:g} x_1) vs N(0, I): the log-ratio oscillates "
+        f"(period {2 * math.pi / w:.2g}) along one of {dim} coordinates, which a smooth critic "
+        "rounds off",
+        p,
+        Gaussian.standard(dim),
+        exact=(("kl", p.kl_to_standard()),),
+        pearson_finite=True,
+    )
+
+
 def _narrow_q(dim: int = 5, var: float = 0.5) -> Task:
     return Task(
         f"narrow-q-d{dim}",
@@ -845,6 +907,7 @@ def _build() -> dict[str, Task]:
         _laplace_vs_gaussian(),
         _lognormal(),
         _narrow_q(),
+        _wiggle(),
         *one_d,
     ]
     return {task.name: task for task in tasks}

@@ -520,7 +520,7 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     # links learn nothing (telescoping near 0). A pilot of 6 [4, 8] nats must then stand, warned,
     # its upper end open (in the density chasm it may be far too low); on a mean shift (KL 8)
     # telescoping agrees with such a pilot and replaces it
-    from fdiv.estimation.estimate import _large
+    from fdiv.estimation.estimate import _fitted_kl, _large
 
     rng = np.random.default_rng(0)
     spikes = rng.choice([-3.0, 3.0], size=(1000, 1)) + 0.01 * rng.normal(size=(1000, 1))
@@ -528,8 +528,11 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     pilot = fdiv.estimate(*shifted(300, 1, 1.0), **FAST)
     pilot = dataclasses.replace(pilot, value=6.0, ci95=(4.0, 8.0))
     kept = _large(spikes, matched, 0, pilot, 0.0)
-    assert kept.method == "variational" and kept.value == 6.0 and kept.ci95 == (4.0, math.inf)
+    assert kept.method == "variational" and kept.value == 6.0 and kept.ci95[1] == math.inf
     assert "quadratic links cannot represent" in kept.reason and has(kept, "far too low")
+    # neither is reliable, so the lower end reaches the t fits' value (near 0 here: the fits see
+    # one wide t on both sides)
+    assert kept.ci95[0] == pytest.approx(_fitted_kl(spikes, matched)) and kept.ci95[0] < 0.05
     switched = _large(*shifted(1000, 2, 4.0), 0, pilot, 0.0)
     assert switched.method == "telescoping" and 6.4 < switched.value < 9.6
     # above the pilot's interval (a pilot of 6 [5.5, 6.5] against KL 8): the pilot stands,
@@ -544,6 +547,25 @@ def test_telescoping_that_contradicts_the_pilot_leaves_the_pilot_and_warns() -> 
     capped = _large(*shifted(1000, 2, 5.0), 0, high, 0.0)
     assert has(capped, "spans both") and capped.ci95[0] == pytest.approx(math.log(1000))
     assert not has(switched, "loose fit")  # d = 2: 6 parameters a link for 800 pairs
+
+
+def test_a_pilot_that_overshoots_where_telescoping_fails_keeps_a_lower_end_below_log_n() -> None:
+    # P = N(0, 0.01^2 I) inside Q = N(0, I), d = 3: KL 12.3. A critic that separates P's rows
+    # from Q's raises its outputs there with nothing to stop it (measured at 5,000 a side, the
+    # default call: 24.3 [23.9, inf]), and telescoping's linear waymarks put the whole change of
+    # scale into one link (4.5). The pilot stands, but its lower end comes down to log N
+    pytest.importorskip("fdiv.estimation.telescoping")
+    from fdiv.estimation.estimate import _large
+
+    rng = np.random.default_rng(1)
+    x_p, x_q = 0.01 * rng.normal(size=(1000, 3)), rng.normal(size=(1000, 3))
+    truth = 1.5 * (1e-4 - 1.0 - math.log(1e-4))
+    pilot = fdiv.estimate(*shifted(300, 1, 1.0), **FAST)
+    pilot = dataclasses.replace(pilot, value=24.3, ci95=(23.9, math.inf))
+    kept = _large(x_p, x_q, 0, pilot, 0.0)
+    assert kept.method == "variational" and "quadratic links cannot represent" in kept.reason
+    assert kept.ci95 == (pytest.approx(math.log(1000)), math.inf)
+    assert kept.ci95[0] < truth and has(kept, "or too high")
 
 
 def test_a_loose_telescoping_fit_reaches_down_to_the_pilots_lower_end() -> None:
@@ -753,6 +775,60 @@ def test_the_default_kl_estimate_runs_the_knn_check(monkeypatch) -> None:
     est = fdiv.estimate(x_p, x_q, **{**FAST, "steps": 3000})  # stopped by patience
     assert has(est, "kNN estimate (50.000 nats)") and est.ci95[1] == 51.0
     assert not has(fit(x_p, x_q), "kNN")  # a given critic asks for the variational value only
+
+
+def wiggle(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """n rows of P = Q (1 + 0.9 sin(8 x_1)), Q = N(0, I_dim), by rejection from Q."""
+    x = rng.normal(size=(4 * n, dim))
+    keep = rng.random(4 * n) < (1 + 0.9 * np.sin(8 * x[:, 0])) / 1.9
+    return x[keep][:n]
+
+
+def test_a_marginal_above_a_high_dimensional_interval_stretches_it_warned(monkeypatch) -> None:
+    from fdiv.estimation.estimate import KNN_CHECK_DIM, MARGINAL_CHECK_DIM, _with_marginals
+
+    # P = Q (1 + 0.9 sin(8 x_1)), Q = N(0, I_10): KL = E_Q[(1 + 0.9 s) log(1 + 0.9 s)] (s the
+    # sine), 0.2327 nats by quadrature; the default call's critics missed it, silently (0.002
+    # [-0.035, 0.040] at 5,000 a side). The first coordinate's kNN interval (standard error about
+    # 0.013 at 4,000 rows) must lift the upper end; the value and lower end stay
+    rng = np.random.default_rng(0)
+    x_p, x_q = wiggle(4000, 10, rng), rng.normal(size=(4000, 10))
+    base = dataclasses.replace(
+        knn_estimate(*shifted(500, 1, 1.0)), value=0.002, ci95=(-0.035, 0.04), warnings=()
+    )
+    est = _with_marginals(x_p, x_q, base, 5, 0)
+    marginal = knn_estimate(x_p[:, :1], x_q[:, :1])
+    assert 0.2327 - 0.05 < marginal.value < 0.2327 + 0.05
+    assert est.ci95 == (-0.035, marginal.ci95[1]) and est.value == marginal.value
+    assert has(est, "coordinate 1's marginal alone diverges") and has(est, "at least any")
+    assert est.method == "knn" and "coordinate 1's marginal" in est.reason
+    # so in KNN_CHECK_DIM dimensions, where kNN on all of them missed it (0.001 [-0.015, 0.018]
+    # at 5,000 a side); an interval that reaches the marginal's lower end stays as it is, as does
+    # every interval in one dimension (the joint kNN check's) and beyond MARGINAL_CHECK_DIM
+    low_p, low_q = x_p[:, :KNN_CHECK_DIM], x_q[:, :KNN_CHECK_DIM]
+    assert _with_marginals(low_p, low_q, base, 5, 0).value == marginal.value
+    held = dataclasses.replace(base, ci95=(0.1, marginal.ci95[0] + 0.01))
+    assert _with_marginals(x_p, x_q, held, 5, 0) is held
+    assert _with_marginals(x_p[:, :1], x_q[:, :1], base, 5, 0) is base
+    wide = MARGINAL_CHECK_DIM + 1
+    wide_p, wide_q = wiggle(500, wide, rng), rng.normal(size=(500, wide))
+    assert _with_marginals(wide_p, wide_q, base, 5, 0) is base
+    # P = Q: no coordinate's lower end clears an interval around 0
+    same = dataclasses.replace(base, ci95=(-0.02, 0.02))
+    assert _with_marginals(rng.normal(size=(4000, 10)), x_q, same, 5, 0) is same
+    # a marginal whose kNN warns (repeated values) or cannot run (a constant coordinate, too
+    # few distinct values for 5 neighbours) is no evidence
+    levels = np.round(x_p * 2) / 2
+    assert _with_marginals(levels, np.round(x_q * 2) / 2, base, 5, 0) is base
+    flat_p, flat_q = x_p.copy(), x_q.copy()
+    flat_p[:, 0], flat_q[:, 0] = 1.0, 2.0
+    assert _with_marginals(flat_p, flat_q, base, 5, 0) is base
+    # and the default kl call runs it
+    module = sys.modules["fdiv.estimation.estimate"]
+    calls = []
+    monkeypatch.setattr(module, "_with_marginals", lambda *args: calls.append(args) or args[2])
+    fdiv.estimate(*shifted(1500, 6, 0.3), **FAST)
+    assert len(calls) == 1
 
 
 def test_the_large_kl_path_sees_dv_where_the_plug_in_stands_in(monkeypatch) -> None:
