@@ -789,8 +789,8 @@ def test_a_marginal_above_a_high_dimensional_interval_stretches_it_warned(monkey
 
     # P = Q (1 + 0.9 sin(8 x_1)), Q = N(0, I_10): KL = E_Q[(1 + 0.9 s) log(1 + 0.9 s)] (s the
     # sine), 0.2327 nats by quadrature; the default call's critics missed it, silently (0.002
-    # [-0.035, 0.040] at 5,000 a side). The first coordinate's kNN interval (standard error about
-    # 0.013 at 4,000 rows) must lift the upper end; the value and lower end stay
+    # [-0.035, 0.040] at 5,000 a side). The first coordinate's kNN value (standard error about
+    # 0.013 at 4,000 rows) replaces it, the upper end opens and the lower end stays
     rng = np.random.default_rng(0)
     x_p, x_q = wiggle(4000, 10, rng), rng.normal(size=(4000, 10))
     base = dataclasses.replace(
@@ -799,7 +799,7 @@ def test_a_marginal_above_a_high_dimensional_interval_stretches_it_warned(monkey
     est = _with_marginals(x_p, x_q, base, 5, 0)
     marginal = knn_estimate(x_p[:, :1], x_q[:, :1])
     assert 0.2327 - 0.05 < marginal.value < 0.2327 + 0.05
-    assert est.ci95 == (-0.035, marginal.ci95[1]) and est.value == marginal.value
+    assert est.ci95 == (-0.035, math.inf) and est.value == marginal.value
     assert has(est, "coordinate 1's marginal alone diverges") and has(est, "at least any")
     assert est.method == "knn" and "coordinate 1's marginal" in est.reason
     # so in KNN_CHECK_DIM dimensions, where kNN on all of them missed it (0.001 [-0.015, 0.018]
@@ -809,6 +809,11 @@ def test_a_marginal_above_a_high_dimensional_interval_stretches_it_warned(monkey
     assert _with_marginals(low_p, low_q, base, 5, 0).value == marginal.value
     held = dataclasses.replace(base, ci95=(0.1, marginal.ci95[0] + 0.01))
     assert _with_marginals(x_p, x_q, held, 5, 0) is held
+    # an interval already open above: the critics' value plus its noise must fall short
+    opened = dataclasses.replace(base, ci95=(-0.1, math.inf), stderr=0.01)
+    assert _with_marginals(x_p, x_q, opened, 5, 0).value == marginal.value
+    near = dataclasses.replace(opened, value=marginal.ci95[0] - 0.015)
+    assert _with_marginals(x_p, x_q, near, 5, 0) is near
     assert _with_marginals(x_p[:, :1], x_q[:, :1], base, 5, 0) is base
     wide = MARGINAL_CHECK_DIM + 1
     wide_p, wide_q = wiggle(500, wide, rng), rng.normal(size=(500, wide))
