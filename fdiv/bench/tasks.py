@@ -248,6 +248,8 @@ class Wiggled:
     w: float
 
     def __post_init__(self) -> None:
+        if self.dim_ < 1:
+            raise ValueError(f"dim must be at least 1, got {self.dim_}")
         if not 0.0 <= self.a < 1.0:
             raise ValueError(f"a must be in [0, 1), got {self.a}")
 

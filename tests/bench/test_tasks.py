@@ -303,6 +303,8 @@ def test_errors_name_the_problem() -> None:
         task.sample_p(-1, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"a must be in \[0, 1\)"):
         T.Wiggled(2, 1.0, 3.0)
+    with pytest.raises(ValueError, match="dim must be at least 1"):
+        T.Wiggled(0, 0.5, 3.0)
 
 
 def test_registry_covers_the_failure_families() -> None:
