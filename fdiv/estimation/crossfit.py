@@ -40,6 +40,7 @@ __all__ = [
     "held_out_and_in_sample",
     "moments",
     "plug_in",
+    "reported_bound",
     "snapshot",
     "wait",
 ]

@@ -836,14 +836,42 @@ def test_a_marginal_above_a_high_dimensional_interval_stretches_it_warned(monkey
     assert len(calls) == 1
 
 
+def test_a_marginal_above_the_certified_kl_opens_an_f_divergence(monkeypatch) -> None:
+    from fdiv.estimation.estimate import _f_with_marginals
+
+    # the oscillating pair (above): js 0.065, the default call's critics -0.001 [-0.013, 0.011],
+    # silently. Their log-ratio certifies about 0 nats of KL, below the first coordinate's
+    # marginal (0.23), so the interval must reach js's largest value, log 2; a certified KL
+    # above the marginal's lower end leaves it as it was
+    rng = np.random.default_rng(0)
+    x_p, x_q = wiggle(4000, 10, rng), rng.normal(size=(4000, 10))
+    js = get("js")
+    base = dataclasses.replace(
+        knn_estimate(*shifted(500, 1, 1.0)), value=-0.001, ci95=(-0.013, 0.011), warnings=()
+    )
+    est = _f_with_marginals(x_p, x_q, base, js, (0.0, 0.01), 5, 0)
+    assert est.ci95 == (-0.013, math.log(2.0)) and est.value == -0.001
+    assert has(est, "coordinate 1's marginal alone has a KL") and has(est, "js value")
+    assert _f_with_marginals(x_p, x_q, base, js, (0.3, 0.01), 5, 0) is base
+    assert _f_with_marginals(x_p[:, :1], x_q[:, :1], base, js, (0.0, 0.01), 5, 0) is base
+    # the default call of a divergence other than kl runs it, with the critics' DV
+    module = sys.modules["fdiv.estimation.estimate"]
+    calls = []
+    monkeypatch.setattr(module, "_f_with_marginals", lambda *args: calls.append(args) or args[2])
+    fdiv.estimate(*shifted(1500, 3, 1.0), "js", **FAST)
+    assert len(calls) == 1 and 0.2 < calls[0][4][0] < 0.9  # certified KL of a 0.5-nat shift
+    fdiv.estimate(*shifted(1500, 3, 1.0), "js", bound="fdual", **FAST)  # explicit: no check
+    assert len(calls) == 1
+
+
 def test_the_large_kl_path_sees_dv_where_the_plug_in_stands_in(monkeypatch) -> None:
     """A plug-in value below LARGE_KL with DV above it still takes the large-KL path."""
     module = sys.modules["fdiv.estimation.estimate"]
     real, pilots = module._variational, []
 
-    def dv_above(*args: object) -> tuple[fdiv.Estimate, float]:
-        est, _ = real(*args)
-        return est, LARGE_KL + 1.0
+    def dv_above(*args: object) -> tuple[fdiv.Estimate, float, tuple[float, float]]:
+        est, _, certified = real(*args)
+        return est, LARGE_KL + 1.0, certified
 
     def large(x_p, x_q, seed, pilot, start) -> fdiv.Estimate:
         pilots.append(pilot)
