@@ -20,11 +20,17 @@ from torch import Tensor
 
 from fdiv.io import as_samples
 
-__all__ = ["ksg_mi"]
+__all__ = ["ksg_mi", "ksg_terms"]
 
 
 def ksg_mi(x: Tensor | np.ndarray, y: Tensor | np.ndarray, k: int = 3) -> float:
     """I(X; Y) in nats from paired rows ``x`` (N, d_x) and ``y`` (N, d_y) by KSG estimator 1."""
+    return float(ksg_terms(x, y, k).mean())
+
+
+def ksg_terms(x: Tensor | np.ndarray, y: Tensor | np.ndarray, k: int = 3) -> np.ndarray:
+    """KSG estimator 1's per-pair terms psi(k) + psi(N) - psi(n_x(i) + 1) - psi(n_y(i) + 1),
+    nats, whose mean is :func:`ksg_mi`. ValueError for repeated pairs."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if k < 1:
@@ -47,7 +53,7 @@ def ksg_mi(x: Tensor | np.ndarray, y: Tensor | np.ndarray, k: int = 3) -> float:
     radius = np.nextafter(eps, 0.0)  # strictly closer than eps_i
     n_x = cKDTree(a).query_ball_point(a, radius, p=np.inf, return_length=True) - 1
     n_y = cKDTree(b).query_ball_point(b, radius, p=np.inf, return_length=True) - 1
-    return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_y + 1)))
+    return digamma(k) + digamma(n) - (digamma(n_x + 1) + digamma(n_y + 1))
 
 
 def _unit_scale(a: np.ndarray) -> np.ndarray:

@@ -67,6 +67,7 @@ critic is poor. Warnings name what the interval cannot cover.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -82,7 +83,8 @@ from fdiv.estimation import diagnostics
 from fdiv.estimation.critics import check_sizes, mlp
 from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot, wait
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
-from fdiv.estimation.result import interval
+from fdiv.estimation.ksg import ksg_terms
+from fdiv.estimation.result import Z95, interval
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
 from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
@@ -102,6 +104,10 @@ CRITICS: tuple[str, ...] = ("separable", "joint")
 VALIDATION_ROWS = 4096  # the validation bound is taken on at most this many rows (all pairs)
 CAP_MARGIN = 1.0  # nats: an InfoNCE value within this of log B is reported as near its cap
 OVERFIT_MARGIN = 0.1  # nats: train bound above the validation bound by more is reported
+#: Coordinate pairs (x_i, y_j) up to which a mutual information (KL) is checked against KSG on
+#: each pair (:func:`_with_pairs`), on at most PAIR_ROWS pairs (0.03 s a coordinate pair).
+PAIR_CHECK = 100
+PAIR_ROWS = 4000
 #: log p/q from the output v of an f-bound's critic at its optimum (v = div.optimal_critic(log
 #: p/q)), for the divergences whose means of (p/q)^k ``diagnostics.ratio_powers`` names
 _LOG_RATIO = {
@@ -329,7 +335,7 @@ def mutual_information(
             f"the {plan.report.name} mutual information rests on a few pairs' density ratios, "
             "which bound it only from below: the interval's upper end is open (inf)",
         ]
-    return Estimate(
+    result = Estimate(
         value=value,
         stderr=stderr,
         ci95=(low, max(high, 0.0)),  # an f-mutual information is never negative
@@ -346,6 +352,55 @@ def mutual_information(
         history=tuple(history),
         warnings=tuple(found),
         method=f"mutual_information/{'separable' if separable else 'joint'}",
+    )
+    return _with_pairs(x_np, y_np, result, seed) if result.divergence == "mi" else result
+
+
+def _with_pairs(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Estimate:
+    """``result``, or where one coordinate pair's KSG interval (x_i, y_j; PAIR_ROWS pairs drawn
+    with ``seed``) lies above its interval (above its value by Z95 standard errors where the
+    upper end is already open), that pair's KSG value with the upper end open, warned; up to
+    PAIR_CHECK coordinate pairs.
+
+    I(X; Y) is at least I(X_i; Y_j) (data processing), and 2-D KSG resolves a dependence that a
+    smooth critic misses: Y_1 = sin(8 X_1) + 0.3 N(0, 1), d = 5 on each side, 5,000 pairs,
+    0.862 nats by quadrature: the default call gave 0.006 [-0.024, 0.035] with no warning, KSG
+    on (X_1, Y_1) 0.84. The pair's lower end must clear the interval (the largest of d_x d_y
+    noisy values is biased up); pairs with repeated values are skipped (KSG needs continuous
+    data). The value is then the pair's, a lower bound, with nothing to bound it from above."""
+    if x.shape[1] * y.shape[1] > PAIR_CHECK:
+        return result
+    rows = np.random.default_rng(seed).permutation(len(x))[:PAIR_ROWS]
+    best = None
+    for i in range(x.shape[1]):
+        for j in range(y.shape[1]):
+            try:
+                terms = ksg_terms(x[rows, i : i + 1], y[rows, j : j + 1])
+            except ValueError:  # repeated pairs, or too few
+                continue
+            value, stderr = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms)))
+            if best is None or value - Z95 * stderr > best[2] - Z95 * best[3]:
+                best = (i, j, value, stderr)
+    low, high = result.ci95
+    top = high if math.isfinite(high) else result.value + Z95 * result.stderr
+    if best is None or best[2] - Z95 * best[3] <= top:
+        return result
+    i, j, value, stderr = best
+    return dataclasses.replace(
+        result,
+        value=value,
+        stderr=stderr,
+        ci95=(low, math.inf),
+        method="ksg",
+        warnings=(
+            *result.warnings,
+            f"the coordinate pair (x_{i + 1}, y_{j + 1}) alone shares {value:.3f} nats "
+            f"[{value - Z95 * stderr:.3f}, {value + Z95 * stderr:.3f}] (KSG on {len(rows)} "
+            f"pairs), above the critic's {result.value:.3f} [{low:.3f}, {high:.3f}]: I(X; Y) is "
+            "at least any coordinate pair's, so the critic misses what that pair shows (a "
+            "sharp or oscillating dependence) and may miss more; the value is the pair's, a "
+            "lower bound, and the interval's upper end is open (inf)",
+        ),
     )
 
 

@@ -4,8 +4,10 @@ functions against the measured spread; determinism; bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -271,3 +273,37 @@ def test_a_bound_that_is_never_finite_is_a_clear_error() -> None:
     x, y = gaussian_pairs(1000, 0.99995)
     with pytest.raises(ValueError, match=r"no validation bound in 60 steps was finite"):
         fdiv.mutual_information(x, y, "neyman", steps=60, eval_every=20, lr=10.0)
+
+
+def test_a_coordinate_pair_above_the_interval_replaces_the_value_warned(monkeypatch) -> None:
+    module = sys.modules["fdiv.estimation.mutual_information"]
+    # Y_1 = sin(8 X_1) + 0.3 N(0, 1), four more independent coordinates a side: I = 0.862 nats
+    # (quadrature); the default call's critic gave 0.006 [-0.024, 0.035], silently. KSG on
+    # (X_1, Y_1) (standard error about 0.012 at 4,000 pairs) must replace it, the upper end open
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5))
+    y[:, 0] = np.sin(8 * x[:, 0]) + 0.3 * rng.normal(size=4000)
+    base = fdiv.mutual_information(*gaussian_pairs(600, 0.5), steps=100)
+    base = dataclasses.replace(base, value=0.006, stderr=0.015, ci95=(-0.024, 0.035), warnings=())
+    est = module._with_pairs(x, y, base, 0)
+    pair = fdiv.ksg_mi(x[:, :1], y[:, :1])
+    assert est.value == pytest.approx(pair, rel=1e-12) and 0.862 - 0.08 < pair < 0.862 + 0.03
+    assert est.ci95 == (-0.024, math.inf) and est.method == "ksg"
+    assert "(x_1, y_1) alone shares" in est.warnings[0]
+    # an interval reaching the pair's lower end, or open above with the value near it, stays;
+    # so do independent coordinates, pairs with repeated values, and more than PAIR_CHECK pairs
+    held = dataclasses.replace(base, ci95=(0.5, est.value))
+    assert module._with_pairs(x, y, held, 0) is held
+    near = dataclasses.replace(base, value=est.value - 0.02, ci95=(0.5, math.inf))
+    assert module._with_pairs(x, y, near, 0) is near
+    assert module._with_pairs(x, rng.normal(size=(4000, 5)), base, 0) is base
+    assert module._with_pairs(np.round(x), np.round(y), base, 0) is base
+    wide = module.PAIR_CHECK + 1
+    assert module._with_pairs(x[:, :1], rng.normal(size=(4000, wide)), base, 0) is base
+    # the KL mutual information runs it; an f-mutual information (js) does not
+    calls = []
+    monkeypatch.setattr(module, "_with_pairs", lambda *args: calls.append(args) or args[2])
+    x_g, y_g = gaussian_pairs(600, 0.5)
+    fdiv.mutual_information(x_g, y_g, steps=100)
+    fdiv.mutual_information(x_g, y_g, "js", steps=100)
+    assert len(calls) == 1
