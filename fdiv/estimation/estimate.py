@@ -53,7 +53,7 @@ from fdiv.estimation.crossfit import (
     robust_moments,
 )
 from fdiv.estimation.knn import knn_estimate
-from fdiv.estimation.result import Z95, Estimate, interval
+from fdiv.estimation.result import Z95, Estimate, interval, shown_low
 from fdiv.io import as_sample_pair, is_integer, is_real
 from fdiv.progress import progress as progress_bar
 
@@ -714,11 +714,9 @@ def _with_marginals(
     if found is None:
         return result
     coordinate, best, rows = found
-    low, high = result.ci95
-    # an interval already open above is checked against the critics' value and its noise
-    top = high if math.isfinite(high) else result.value + Z95 * result.stderr
-    if best.ci95[0] <= top:
+    if not shown_low(result, best.ci95[0]):
         return result
+    low, high = result.ci95
     return dataclasses.replace(
         result,
         value=best.value,
@@ -758,8 +756,7 @@ def _f_with_marginals(
     452 kl and reverse_kl runs from d = 2 to 10 below LARGE_KL (critics alike), no marginal's
     lower end came within 0.10 nats of the kl value plus Z95 standard errors."""
     found = _top_marginal(x_p, x_q, k, seed)
-    kl, stderr = certified
-    if found is None or found[1].ci95[0] <= kl + Z95 * stderr:
+    if found is None or found[1].ci95[0] <= interval(*certified)[1]:
         return result
     coordinate, best, rows = found
     return dataclasses.replace(
@@ -769,9 +766,9 @@ def _f_with_marginals(
             *result.warnings,
             f"coordinate {coordinate + 1}'s marginal alone has a KL of {best.value:.3f} nats "
             f"[{best.ci95[0]:.3f}, {best.ci95[1]:.3f}] (kNN on {rows} rows a side), above the "
-            f"{kl:.3f} that the critics' log-ratio certifies: they miss what that coordinate "
-            f"shows (a sharp or oscillating density ratio), so the {div.name} value may be far "
-            "too low and the interval's upper end is the divergence's largest value",
+            f"{certified[0]:.3f} that the critics' log-ratio certifies: they miss what that "
+            f"coordinate shows (a sharp or oscillating density ratio), so the {div.name} value "
+            "may be far too low and the interval's upper end is the divergence's largest value",
         ),
     )
 

@@ -84,7 +84,7 @@ from fdiv.estimation.critics import check_sizes, mlp
 from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot, wait
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
 from fdiv.estimation.ksg import ksg_terms
-from fdiv.estimation.result import Z95, interval
+from fdiv.estimation.result import interval, shown_low
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
 from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
@@ -379,13 +379,13 @@ def _with_pairs(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Es
             except ValueError:  # repeated pairs, or too few
                 continue
             value, stderr = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms)))
-            if best is None or value - Z95 * stderr > best[2] - Z95 * best[3]:
+            if best is None or interval(value, stderr)[0] > interval(*best[2:])[0]:
                 best = (i, j, value, stderr)
-    low, high = result.ci95
-    top = high if math.isfinite(high) else result.value + Z95 * result.stderr
-    if best is None or best[2] - Z95 * best[3] <= top:
+    if best is None or not shown_low(result, interval(*best[2:])[0]):
         return result
     i, j, value, stderr = best
+    low, high = result.ci95
+    pair_low, pair_high = interval(value, stderr)
     return dataclasses.replace(
         result,
         value=value,
@@ -395,7 +395,7 @@ def _with_pairs(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Es
         warnings=(
             *result.warnings,
             f"the coordinate pair (x_{i + 1}, y_{j + 1}) alone shares {value:.3f} nats "
-            f"[{value - Z95 * stderr:.3f}, {value + Z95 * stderr:.3f}] (KSG on {len(rows)} "
+            f"[{pair_low:.3f}, {pair_high:.3f}] (KSG on {len(rows)} "
             f"pairs), above the critic's {result.value:.3f} [{low:.3f}, {high:.3f}]: I(X; Y) is "
             "at least any coordinate pair's, so the critic misses what that pair shows (a "
             "sharp or oscillating dependence) and may miss more; the value is the pair's, a "

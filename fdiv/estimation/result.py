@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Z95", "Estimate", "interval"]
+__all__ = ["Z95", "Estimate", "interval", "shown_low"]
 
 Z95 = 1.959963984540054
 
@@ -14,6 +14,14 @@ Z95 = 1.959963984540054
 def interval(value: float, stderr: float) -> tuple[float, float]:
     """The normal 95% interval value +- 1.96 stderr (nats)."""
     return (value - Z95 * stderr, value + Z95 * stderr)
+
+
+def shown_low(est: Estimate, lower_end: float) -> bool:
+    """True where a lower bound's lower end from elsewhere (a marginal's, a coordinate pair's)
+    lies above ``est``'s interval, or where that is open above, above its value by Z95 standard
+    errors: ``est`` is then shown to be too low."""
+    high = est.ci95[1]
+    return lower_end > (high if math.isfinite(high) else est.value + Z95 * est.stderr)
 
 
 @dataclass(frozen=True)
