@@ -130,7 +130,10 @@ def _estimate_run(args: argparse.Namespace) -> int:
     print(est)
     n_p, n_q = est.n_test
     print(f"method: {est.method} ({est.reason})")
-    print(f"(held-out {n_p} + {n_q} samples; {est.steps} steps, {est.seconds:.1f} s)")
+    if est.n_train == (0, 0):  # knn, counts: nothing was trained
+        print(f"({n_p} + {n_q} samples, no training; {est.seconds:.1f} s)")
+    else:
+        print(f"(held-out {n_p} + {n_q} samples; {est.steps} steps, {est.seconds:.1f} s)")
     for warning in est.warnings:
         print(f"fdiv: warning: {warning}", file=sys.stderr)
     if args.json:

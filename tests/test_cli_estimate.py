@@ -169,3 +169,22 @@ def test_same_one_dimensional_file_holds_zero(tmp_path: Path, capsys) -> None:
     low, high = result["ci95"]
     assert code == 0 and result["method"] == "variational"
     assert low <= 0.0 <= high
+
+
+def test_discrete_samples_are_counted(tmp_path: Path, capsys) -> None:
+    """Category labels: the frequency tables' jackknifed plug-in, said so, with no training."""
+    rng = np.random.default_rng(1)
+    p = save(tmp_path / "p.npy", rng.choice(4, 1000, p=[0.4, 0.3, 0.2, 0.1]).astype(float))
+    q = save(tmp_path / "q.npy", rng.choice(4, 1000, p=[0.1, 0.2, 0.3, 0.4]).astype(float))
+    code, out, err = run(capsys, p, q, "--divergence", "hellinger")
+    assert code == 0 and err == ""
+    assert "method: counts (discrete samples" in out
+    assert "(1000 + 1000 samples, no training;" in out
+
+
+def test_counts_on_continuous_samples_is_one_line(tmp_path: Path, capsys) -> None:
+    p, q = save(tmp_path / "p.npy", P), save(tmp_path / "q.npy", Q)
+    code, out, err = run(capsys, p, q, "--method", "counts")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert "method 'counts' does not apply" in err and "do not resolve" in err

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from fdiv.divergences.registry import FDivergence, get
+from fdiv.estimation.counts import row_keys
 from fdiv.estimation.features import MarginalGaussian
 from fdiv.estimation.parametric import log_ratio_offset
 from fdiv.estimation.result import Z95
@@ -81,17 +82,16 @@ def assign_folds(
 ) -> list[tuple[Split, Split]]:
     """(P split, Q split) per fold; identical rows (within or across P and Q) share a fold and
     a validation flag. Raises ValueError when a split of a side has fewer than MIN_SPLIT rows."""
-    both = np.ascontiguousarray(np.concatenate([x_p, x_q]))
-    keys = both.view(np.dtype((np.void, both.dtype.itemsize * both.shape[1]))).ravel()
+    keys = row_keys(np.concatenate([x_p, x_q]))
     _, first, row_id, counts = np.unique(
         keys, return_index=True, return_inverse=True, return_counts=True
     )
     row_id = row_id.ravel()
     # a row's draws are those of its first occurrence (by position, not by value), unless it is
     # an atom: then each copy draws its own, as distinct rows do
-    owner = np.where(counts[row_id] >= ATOM, np.arange(len(both)), first[row_id])
-    rank = torch.randperm(len(both), generator=generator).numpy()
-    u = torch.rand(len(both), generator=generator, dtype=torch.float64).numpy()
+    owner = np.where(counts[row_id] >= ATOM, np.arange(len(keys)), first[row_id])
+    rank = torch.randperm(len(keys), generator=generator).numpy()
+    u = torch.rand(len(keys), generator=generator, dtype=torch.float64).numpy()
     fold, is_val = rank[owner] % folds, u[owner] < validation
     n_p = len(x_p)
     out = []

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from fdiv.divergences.registry import FDivergence
+from fdiv.estimation.counts import row_keys
 from fdiv.estimation.crossfit import moments
 
 __all__ = [
@@ -379,7 +380,7 @@ def unmatched_values(x_p: np.ndarray, x_q: np.ndarray) -> str | None:
     x_p, x_q = x_p + 0.0, x_q + 0.0  # -0.0 counts as 0.0
     repeated = np.flatnonzero(_repeated_shares(x_p) > 0)
     # a row repeats only where each of its coordinates does
-    where = [("rows", _row_keys(x_p), _row_keys(x_q))] if len(repeated) == x_p.shape[1] else []
+    where = [("rows", row_keys(x_p), row_keys(x_q))] if len(repeated) == x_p.shape[1] else []
     where += [(f"coordinate {j}", x_p[:, j], x_q[:, j]) for j in repeated]
     for name, a, b in where:
         share, values = _unmatched(a, b)
@@ -409,12 +410,6 @@ def _unmatched(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
         m += 1
     named = missing & (counts >= m)
     return float(counts[named].sum() / len(a)), int(named.sum())
-
-
-def _row_keys(x: np.ndarray) -> np.ndarray:
-    """One opaque key per row of ``x`` (n, k), equal for equal rows."""
-    rows = np.ascontiguousarray(x, dtype=np.float64)
-    return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
 
 
 def _repeated_shares(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,155 @@
+"""Discrete samples: the f-divergence between the two observed frequency tables, jackknifed.
+
+Where every value (a whole row) of P and Q repeats, as in category labels, counts or a few
+levels per coordinate, D_f(P||Q) = sum_x q(x) f(p(x)/q(x)) can be read off the tables of
+observed frequencies: no critic, no training, no neighbours. The plug-in sum is biased by
+O(cells / N) (f is not linear); the two-sample delete-one jackknife removes that term and its
+spread gives the standard error (each side's rows deleted one at a time, in closed form per
+cell: O(cells)). All values in nats.
+
+Measured (``tests/estimation/test_counts.py`` checks the same cases; 200 seeds each, 2,000 and
+10,000 a side, kl, reverse_kl, js, hellinger, pearson): 20 and 5 categories, Poisson(3) against
+Poisson(5), geometric distributions, two binomials in d = 2 and a Zipf law over 200 values at
+10,000 a side: bias at most 0.014 nats, the intervals held the truth in 91-97% of runs. Not
+resolved (more than ``RARE_SHARE`` of a side's rows on values that side holds fewer than
+``RARE_COUNT + 1`` times: ten independent bits, 1,024 values, at 2,000 and 10,000 a side; the
+Zipf law at 2,000): the tables leave too much unseen and hellinger's intervals held the truth
+in 49-87% of runs, so the critics estimate it instead. tv is left to the critics too: |p - q|
+has a kink where p = q, which the jackknife cannot correct (two binomials in d = 2: 84% at
+both sizes, with the tables resolved).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from fdiv.divergences.registry import FDivergence
+from fdiv.estimation.result import Estimate, interval
+
+__all__ = ["NONSMOOTH", "RARE_COUNT", "RARE_SHARE", "counts_estimate", "row_keys", "tables"]
+
+#: A value that a side holds at most this many times is rare on that side.
+RARE_COUNT = 4
+#: The tables resolve the distributions where rare values hold at most this share of each side.
+RARE_SHARE = 0.05
+#: Divergence families whose f has a kink: left to the critics (see the module docstring).
+NONSMOOTH: tuple[str, ...] = ("tv",)
+
+
+def row_keys(x: np.ndarray) -> np.ndarray:
+    """One opaque key per row of ``x`` (n, d), equal for equal rows (-0.0 counts as 0.0)."""
+    rows = np.ascontiguousarray(x + 0.0, dtype=np.float64)
+    return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
+
+
+def tables(x_p: np.ndarray, x_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(counts in P, counts in Q) per distinct row of P and Q together."""
+    k_p, k_q = row_keys(x_p), row_keys(x_q)
+    _, cell = np.unique(np.concatenate([k_p, k_q]), return_inverse=True)
+    cell = cell.ravel()
+    size = int(cell.max()) + 1
+    return (
+        np.bincount(cell[: len(k_p)], minlength=size),
+        np.bincount(cell[len(k_p) :], minlength=size),
+    )
+
+
+def _rare_share(counts: np.ndarray) -> float:
+    """The share of a side's rows on values it holds at most RARE_COUNT times."""
+    return float(counts[counts <= RARE_COUNT].sum() / counts.sum())
+
+
+def _limits(div: FDivergence) -> tuple[float, float]:
+    """(f(0), lim f(t)/t as t -> inf): what a value that only Q, or only P, takes adds."""
+    t = torch.tensor([0.0, 1e6, 1e12], dtype=torch.float64)
+    f = div.f(t)
+    growth = f[1:] / t[1:]
+    slope = math.inf if float(growth[1] - growth[0]) > 1.0 else float(growth[1])
+    return float(f[0]), slope
+
+
+def _terms(c_p: np.ndarray, c_q: np.ndarray, n_p: int, n_q: int, div: FDivergence) -> np.ndarray:
+    """Each cell's q f(p / q) for frequencies c_p / n_p and c_q / n_q (inf where one side is
+    empty and f is unbounded there)."""
+    f0, slope = _limits(div)
+    c_p, c_q = c_p.astype(np.float64), c_q.astype(np.float64)
+    out = np.zeros(len(c_p))
+    both = (c_p > 0) & (c_q > 0)
+    ratio = torch.from_numpy((c_p[both] / n_p) / (c_q[both] / n_q))
+    out[both] = c_q[both] / n_q * div.f(ratio).numpy()
+    only_p, only_q = (c_p > 0) & (c_q == 0), (c_q > 0) & (c_p == 0)
+    out[only_p] = c_p[only_p] / n_p * slope
+    out[only_q] = c_q[only_q] / n_q * f0
+    return out
+
+
+def _deleted(c_p: np.ndarray, c_q: np.ndarray, side: int, div: FDivergence) -> np.ndarray:
+    """The plug-in value with one row of ``side`` (0: P, 1: Q) deleted, per cell it held."""
+    counts = [c_p, c_q]
+    sizes = [int(c_p.sum()), int(c_q.sum())]
+    sizes[side] -= 1
+    held = counts[side] > 0
+    base = _terms(*counts, *sizes, div)
+    if not np.isfinite(base).all():
+        return np.full(int(held.sum()), math.inf)
+    fewer = list(counts)
+    fewer[side] = counts[side] - 1
+    changed = _terms(fewer[0][held], fewer[1][held], *sizes, div)
+    return base.sum() - base[held] + changed
+
+
+def _lacks(div: FDivergence) -> str:
+    return (
+        "one side takes values the other's sample lacks (or holds once) where the divergence "
+        f"is infinite without them ({div.name})"
+    )
+
+
+def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estimate | str:
+    """The jackknifed plug-in estimate (method "counts") of D_f(P||Q) in nats, or why it does
+    not apply: values that do not repeat enough (see the module docstring), a kinked f, or a
+    value one side takes where the divergence is infinite without it (kl: a value of P that Q's
+    sample lacks, also after deleting one of Q's rows)."""
+    start = time.perf_counter()
+    if div.family in NONSMOOTH:
+        return f"{div.name}'s f has a kink where p = q, which the jackknife cannot correct"
+    c_p, c_q = tables(x_p, x_q)
+    rare = max(_rare_share(c_p), _rare_share(c_q))
+    if rare > RARE_SHARE:
+        return (
+            f"{rare:.1%} of a side's rows take values it holds at most {RARE_COUNT} times "
+            f"(more than {RARE_SHARE:.0%}): the frequency tables do not resolve the distributions"
+        )
+    n_p, n_q = int(c_p.sum()), int(c_q.sum())
+    plug_in = float(_terms(c_p, c_q, n_p, n_q, div).sum())
+    value, variance = plug_in, 0.0
+    if not math.isfinite(plug_in):
+        return _lacks(div)
+    for side, (counts, n) in enumerate(((c_p, n_p), (c_q, n_q))):
+        deleted = _deleted(c_p, c_q, side, div)
+        if not np.isfinite(deleted).all():
+            return _lacks(div)
+        weights = counts[counts > 0]
+        mean = float((weights * deleted).sum() / n)
+        value -= (n - 1) * (mean - plug_in)
+        variance += (n - 1) / n * float((weights * (deleted - mean) ** 2).sum())
+    stderr = math.sqrt(variance)
+    return Estimate(
+        value=value,
+        stderr=stderr,
+        ci95=interval(value, stderr),
+        divergence=div.name,
+        bound="plug-in (jackknife)",
+        n_train=(0, 0),
+        n_validation=(0, 0),
+        n_test=(n_p, n_q),
+        steps=0,
+        best_step=0,
+        seconds=time.perf_counter() - start,
+        history=(),
+        method="counts",
+    )

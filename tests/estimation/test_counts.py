@@ -1,0 +1,162 @@
+"""The jackknifed plug-in over frequency tables (method "counts"): against closed forms, a
+brute-force jackknife and scipy, its coverage over seeds, and when it refuses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from fdiv import Estimate, estimate
+from fdiv.divergences.registry import get
+from fdiv.estimation import counts
+from fdiv.estimation.counts import counts_estimate, row_keys, tables
+
+CAT5_P = np.array([0.5, 0.2, 0.15, 0.1, 0.05])
+CAT5_Q = CAT5_P[::-1].copy()
+
+
+def _truth(p: np.ndarray, q: np.ndarray, name: str) -> float:
+    """sum_x q f(p / q) from the registry's f, in float64 (reverse_kl: kl with P and Q swapped)."""
+    if name == "reverse_kl":
+        p, q, name = q, p, "kl"
+    return float((torch.tensor(q) * get(name).f(torch.tensor(p / q))).sum())
+
+
+def _draw(p: np.ndarray, q: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    draw = [rng.choice(len(w), n, p=w)[:, None].astype(np.float64) for w in (p, q)]
+    return draw[0], draw[1]
+
+
+def test_row_keys_equal_rows_share_a_key() -> None:
+    x = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 2.0]])
+    keys = row_keys(x)
+    assert keys[0] == keys[1] and keys[0] != keys[2]
+
+
+def test_plug_in_is_the_kl_of_the_frequency_tables() -> None:
+    """Without the jackknife the value is scipy's KL of the two observed frequency tables; the
+    correction it adds is of order cells / N (5 cells: 0.0028 nats at N = 3,000)."""
+    x_p, x_q = _draw(CAT5_P, CAT5_Q, 3000, 0)
+    c_p, c_q = tables(x_p, x_q)
+    plug_in = float(counts._terms(c_p, c_q, 3000, 3000, get("kl")).sum())
+    assert plug_in == pytest.approx(stats.entropy(c_p / 3000, c_q / 3000), rel=1e-12)
+    est = counts_estimate(x_p, x_q, get("kl"))
+    assert 1 / 3000 < abs(est.value - plug_in) < 10 / 3000
+
+
+@pytest.mark.parametrize("side", [0, 1])
+@pytest.mark.parametrize("name", ["kl", "js", "hellinger", "pearson", "alpha(-1)"])
+def test_deleted_values_match_recomputing_without_the_row(side: int, name: str) -> None:
+    """The closed-form delete-one values equal the plug-in recomputed from scratch without that
+    row, cell by cell (P holds a value Q lacks for js and hellinger: their bounded f)."""
+    div = get(name)
+    c_p, c_q = np.array([5, 3, 2, 7]), np.array([4, 6, 2, 2])
+    if name in ("js", "hellinger"):
+        c_p, c_q = np.array([5, 3, 2, 7, 2]), np.array([4, 6, 1, 2, 0])
+    deleted = counts._deleted(c_p, c_q, side, div)
+    held = np.flatnonzero((c_p, c_q)[side] > 0)
+    for i, cell in enumerate(held):
+        fewer = [c_p.copy(), c_q.copy()]
+        fewer[side][cell] -= 1
+        x_p = np.repeat(np.arange(len(c_p)), fewer[0])[:, None].astype(float)
+        x_q = np.repeat(np.arange(len(c_q)), fewer[1])[:, None].astype(float)
+        p = np.bincount(x_p[:, 0].astype(int), minlength=len(c_p)) / len(x_p)
+        q = np.bincount(x_q[:, 0].astype(int), minlength=len(c_q)) / len(x_q)
+        both = q > 0
+        expected = float((torch.tensor(q[both]) * div.f(torch.tensor(p[both] / q[both]))).sum())
+        f_inf = float(div.f(torch.tensor(1e12, dtype=torch.float64)) / 1e12)
+        expected += f_inf * p[~both].sum()
+        assert deleted[i] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+CAT20_P = np.random.default_rng(3).dirichlet(np.ones(20))
+CAT20_Q = np.random.default_rng(4).dirichlet(np.ones(20) * 3)
+POISSON_3, POISSON_5 = (stats.poisson(m).pmf(np.arange(40)) for m in (3.0, 5.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "p", "q", "n"),
+    [
+        ("kl", CAT5_P, CAT5_Q, 2000),
+        ("hellinger", CAT5_P, CAT5_Q, 2000),
+        ("pearson", CAT5_P, CAT5_Q, 2000),
+        ("js", POISSON_3, POISSON_5, 2000),
+        ("hellinger", CAT20_P, CAT20_Q, 500),
+    ],
+)
+def test_intervals_hold_the_truth_over_seeds(
+    name: str, p: np.ndarray, q: np.ndarray, n: int
+) -> None:
+    """100 seeds: the 95% intervals hold the closed form in 88-100 of them (95 +- 3 binomial
+    standard deviations, capped) and the mean error is within 3 standard errors of the mean of
+    0 (jackknifed: no O(cells / N) bias left; see the next test)."""
+    p, q = p / p.sum(), q / q.sum()
+    truth = _truth(p, q, name)
+    errors, held = [], 0
+    for seed in range(100):
+        est = counts_estimate(*_draw(p, q, n, seed), get(name))
+        errors.append(est.value - truth)
+        held += est.ci95[0] <= truth <= est.ci95[1]
+    assert 88 <= held <= 100
+    assert abs(np.mean(errors)) < 3 * np.std(errors) / 10
+
+
+def test_without_the_jackknife_the_bias_shows() -> None:
+    """The test above can fail: the plain plug-in of hellinger on 20 categories at 500 a side
+    is biased by more than 3 standard errors of the mean over the same 100 seeds (0.027 nats,
+    measured, against 0.012; jackknifed -0.003)."""
+    truth, div = _truth(CAT20_P, CAT20_Q, "hellinger"), get("hellinger")
+    plain = []
+    for seed in range(100):
+        c_p, c_q = tables(*_draw(CAT20_P, CAT20_Q, 500, seed))
+        plain.append(float(counts._terms(c_p, c_q, 500, 500, div).sum()) - truth)
+    assert np.mean(plain) > 3 * np.std(plain) / 10
+
+
+def test_refusals_say_why() -> None:
+    rng = np.random.default_rng(0)
+    x_p, x_q = _draw(CAT5_P, CAT5_Q, 2000, 1)
+    assert "kink" in counts_estimate(x_p, x_q, get("tv"))
+    continuous = rng.normal(size=(500, 2))
+    assert "do not resolve" in counts_estimate(continuous, continuous + 1, get("kl"))
+    # P takes a value (5) that Q never does: kl is infinite without it, js is not
+    x_p[:40] = 5.0
+    assert "lacks" in counts_estimate(x_p, x_q, get("kl"))
+    assert isinstance(counts_estimate(x_p, x_q, get("js")), Estimate)
+    # a value Q holds once: deleting that row of Q leaves a P value unmatched
+    x_q = x_q.copy()
+    x_q[0] = 5.0
+    assert "lacks" in counts_estimate(x_p, x_q, get("kl"))
+
+
+def test_estimate_picks_counts_for_resolved_discrete_samples() -> None:
+    x_p, x_q = _draw(CAT5_P, CAT5_Q, 2000, 2)
+    est = estimate(x_p, x_q, "kl")
+    assert est.method == "counts" and "frequency tables" in est.reason
+    truth = _truth(CAT5_P, CAT5_Q, "kl")
+    assert est.ci95[0] <= truth <= est.ci95[1]
+    swapped = estimate(x_q, x_p, "reverse_kl")
+    assert swapped.method == "counts"
+    assert swapped.value == pytest.approx(est.value, rel=1e-12)
+    assert estimate(x_p, x_q, "kl", method="counts").reason == "method='counts' was requested"
+
+
+def test_estimate_counts_refuses_with_the_reason() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"method 'counts' does not apply: .* do not resolve"):
+        estimate(rng.normal(size=(200, 2)), rng.normal(size=(200, 2)), method="counts")
+    x_p, x_q = _draw(CAT5_P, CAT5_Q, 500, 3)
+    with pytest.raises(ValueError, match="kink"):
+        estimate(x_p, x_q, "tv", method="counts")
+
+
+def test_tv_on_discrete_samples_goes_to_the_critics() -> None:
+    x_p, x_q = _draw(CAT5_P, CAT5_Q, 600, 4)
+    est = estimate(x_p, x_q, "tv", steps=100)
+    assert est.method == "variational"
+    assert math.isfinite(est.value)
