@@ -89,6 +89,7 @@ F_TASKS = (
     "gauss-corr0.68-d10",
     "lognormal-d5",
     "shift-kl10-d20",
+    "binomial-vs-uniform20-d1",
 )
 LARGE_N = 50_000
 LARGE_N_TASKS = ("student-t3-vs-gauss-d5", "mixture4-vs-gauss-d5", "banana-d10", "shift-kl10-d20")

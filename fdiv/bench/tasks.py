@@ -4,7 +4,8 @@ An estimator is judged on data it was not tuned on. Besides Gaussian pairs the t
 tails (Student t on either side), mixtures (including a far, tiny component), a curved manifold
 (the "banana"), bounded support (Betas, an unbounded density at the edges), large divergences
 (mean shifts of KL 5 to 20, up to d = 50), high dimension, scale mismatch where Q is narrower
-than P so that p/q is unbounded, and a log-ratio that oscillates along one coordinate of ten.
+than P so that p/q is unbounded, a log-ratio that oscillates along one coordinate of ten, and
+category labels (discrete).
 
 ``Task.truth(divergence)`` gives (value, stderr) in nats (TV and Hellinger: pure numbers): a
 closed form (stderr 0) where one exists, else Monte Carlo with the exact log density ratio
@@ -37,6 +38,7 @@ __all__ = [
     "DIVERGENCES",
     "TASKS",
     "Betas",
+    "Categorical",
     "CurvedGaussian",
     "Distribution",
     "Gaussian",
@@ -364,6 +366,43 @@ class LogNormal:
         inside = (x > 0).all(axis=1)
         log_x = np.log(np.where(x > 0, x, 1.0))
         return np.where(inside, self.base.log_prob(log_x) - log_x.sum(axis=1), -np.inf)
+
+
+@dataclass(frozen=True, eq=False)
+class Categorical:
+    """One column of category labels 0, ..., K - 1 with probabilities ``probs``; log_prob is
+    the log probability mass (-inf off the labels), so the divergences are sums over labels."""
+
+    probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        probs = np.asarray(self.probs, dtype=np.float64)
+        if probs.ndim != 1 or (probs < 0).any() or not math.isclose(probs.sum(), 1.0):
+            raise ValueError("probs must be a 1-D array of non-negative numbers summing to 1")
+        object.__setattr__(self, "probs", probs)
+
+    @property
+    def dim(self) -> int:
+        return 1
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        _check_n(n)
+        return rng.choice(self.probs.size, size=(n, 1), p=self.probs).astype(np.float64)
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        x = check_points(x, 1)[:, 0]
+        label = (x == np.round(x)) & (x >= 0) & (x < self.probs.size)
+        with np.errstate(divide="ignore"):
+            logs = np.log(self.probs)
+        return np.where(label, logs[np.where(label, x, 0).astype(np.int64)], -np.inf)
+
+    def divergence(self, other: Categorical, divergence: str) -> float:
+        """sum_k q_k f(p_k / q_k) over the labels, in float64 (Q's labels must cover P's)."""
+        div = get_divergence(divergence)
+        if div.name == "reverse_kl":
+            return other.divergence(self, "kl")
+        q = torch.from_numpy(other.probs)
+        return float((q * div.f(torch.from_numpy(self.probs) / q)).sum())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -845,6 +884,26 @@ def _wiggle(dim: int = 10, w: float = 8.0, a: float = 0.9) -> Task:
     )
 
 
+def _binomial_vs_uniform(labels: int = 20, prob: float = 0.3) -> Task:
+    k = np.arange(labels)
+    binomial = np.exp(
+        gammaln(labels) - gammaln(k + 1) - gammaln(labels - k)
+        + k * math.log(prob) + (labels - 1 - k) * math.log1p(-prob)
+    )  # fmt: skip
+    p, q = Categorical(binomial / binomial.sum()), Categorical(np.full(labels, 1.0 / labels))
+    return Task(
+        f"binomial-vs-uniform{labels}-d1",
+        "discrete",
+        f"category labels: Binomial({labels - 1}, {prob:g}) vs uniform over the {labels} labels; "
+        "exact sums over the labels; Q's rare labels (P's top ones, mass down to 1e-10) make "
+        "reverse_kl large",
+        p,
+        q,
+        exact=tuple((name, p.divergence(q, name)) for name in DIVERGENCES),
+        pearson_finite=True,
+    )
+
+
 def _narrow_q(dim: int = 5, var: float = 0.5) -> Task:
     return Task(
         f"narrow-q-d{dim}",
@@ -910,6 +969,7 @@ def _build() -> dict[str, Task]:
         _lognormal(),
         _narrow_q(),
         _wiggle(),
+        _binomial_vs_uniform(),
         *one_d,
     ]
     return {task.name: task for task in tasks}

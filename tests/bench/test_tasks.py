@@ -51,6 +51,9 @@ def _reference_log_prob(dist: T.Distribution, x: np.ndarray) -> np.ndarray:
     if isinstance(dist, T.Wiggled):
         gauss = stats.multivariate_normal(np.zeros(dist.dim), np.eye(dist.dim)).logpdf(x)
         return gauss.reshape(-1) + np.log(1.0 + dist.a * np.sin(dist.w * x[:, 0]))
+    if isinstance(dist, T.Categorical):
+        labels = stats.rv_discrete(values=(np.arange(dist.probs.size), dist.probs))
+        return labels.logpmf(x[:, 0])
     raise AssertionError(f"no reference for {type(dist).__name__}")
 
 
@@ -119,6 +122,15 @@ def test_sampler_marginals(name: str, side: str) -> None:
     dist = getattr(task, side)
     x = getattr(task, f"sample_{side}")(20_000, np.random.default_rng(1))
     assert x.shape == (20_000, task.dim) and x.dtype == np.float64
+    if isinstance(dist, T.Categorical):  # labels: chi-square, cells under 5 expected pooled
+        expected = 20_000 * dist.probs
+        counts = np.bincount(x[:, 0].astype(int), minlength=dist.probs.size)
+        small = expected < 5
+        if small.any():
+            counts = np.append(counts[~small], counts[small].sum())
+            expected = np.append(expected[~small], expected[small].sum())
+        assert stats.chisquare(counts, expected).pvalue > KS_ALPHA
+        return
     cdfs = _marginal_cdfs(dist)
     if cdfs is None:
         assert isinstance(dist, T.CurvedGaussian)
@@ -310,7 +322,8 @@ def test_errors_name_the_problem() -> None:
 def test_registry_covers_the_failure_families() -> None:
     families = {task.family for task in T.TASKS.values()}
     assert families == {
-        "heavy-tail", "mixture", "curved", "bounded", "gaussian", "large", "scale", "oscillating"
+        "heavy-tail", "mixture", "curved", "bounded", "gaussian", "large", "scale", "oscillating",
+        "discrete",
     }  # fmt: skip
     assert max(task.dim for task in T.TASKS.values()) == 50
     assert all(task.name == name for name, task in T.TASKS.items())
@@ -338,3 +351,22 @@ def test_sample_value_is_the_exact_ratio_on_the_rows(divergence: str) -> None:
         ]
         expected = 0.5 * (terms[0].mean() + terms[1].mean())
     assert task.sample_value(divergence, x_p, x_q) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_categorical_labels_and_exact_sums() -> None:
+    """The binomial labels' masses sum to 1 and are scipy's; the task's exact kl and reverse_kl
+    are scipy's relative entropies, its js the mixture form; off-label points have mass 0."""
+    task = T.get_task("binomial-vs-uniform20-d1")
+    labels = np.arange(20, dtype=np.float64)[:, None]
+    masses = np.exp(task.log_p(labels))
+    assert masses.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(masses, stats.binom(19, 0.3).pmf(np.arange(20)), rtol=1e-10)
+    p, q = masses, np.full(20, 0.05)
+    assert task.truth("kl")[0] == pytest.approx(stats.entropy(p, q), rel=1e-10)
+    assert task.truth("reverse_kl")[0] == pytest.approx(stats.entropy(q, p), rel=1e-10)
+    m = 0.5 * (p + q)
+    js = 0.5 * (stats.entropy(p, m) + stats.entropy(q, m))
+    assert task.truth("js")[0] == pytest.approx(js, rel=1e-10)
+    assert np.isneginf(task.log_p(np.array([[0.5], [-1.0], [20.0]]))).all()
+    with pytest.raises(ValueError, match="summing to 1"):
+        T.Categorical(np.array([0.5, 0.6]))
