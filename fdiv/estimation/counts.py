@@ -17,6 +17,14 @@ Zipf law at 2,000): the tables leave too much unseen and hellinger's intervals h
 in 49-87% of runs, so the critics estimate it instead. tv is left to the critics too: |p - q|
 has a kink where p = q, which the jackknife cannot correct (two binomials in d = 2: 84% at
 both sizes, with the tables resolved).
+
+Where P takes values that Q's sample lacks, kl gets a lower bound with the upper end open
+(:func:`_kl_lower`): the critics' lower end, an extrapolation over values Q never showed, had
+stood above the truth (Binomial(19, 0.3) against 20 uniform labels, KL(uniform || binomial) =
+4.20, 10,000 a side: 4.68 [4.41, inf] and 4.45 [4.25, inf] on 2 of 10 seeds); the bound held
+it on 100 of 100 seeds at 2,000 and at 10,000 a side (mean 2.12 and 2.52: the labels P's
+sample never shows carry most of it). The other divergences that are infinite without such
+values (pearson, neyman, ...) are left to the critics.
 """
 
 from __future__ import annotations
@@ -28,14 +36,25 @@ import numpy as np
 import torch
 
 from fdiv.divergences.registry import FDivergence
-from fdiv.estimation.result import Estimate, interval
+from fdiv.estimation.result import Z95, Estimate, interval
 
-__all__ = ["NONSMOOTH", "RARE_COUNT", "RARE_SHARE", "counts_estimate", "row_keys", "tables"]
+__all__ = [
+    "NONSMOOTH",
+    "RARE_COUNT",
+    "RARE_SHARE",
+    "UNSEEN",
+    "counts_estimate",
+    "row_keys",
+    "tables",
+]
 
 #: A value that a side holds at most this many times is rare on that side.
 RARE_COUNT = 4
 #: The tables resolve the distributions where rare values hold at most this share of each side.
 RARE_SHARE = 0.05
+#: Q mass (times N_q) that values Q's sample lacks may hold together, at 95%: none of N_q draws
+#: hits a set of mass m with probability (1 - m)^N_q ~ e^(-N_q m), below 5% beyond m = 3 / N_q.
+UNSEEN = 3.0
 #: Divergence families whose f has a kink: left to the critics (see the module docstring).
 NONSMOOTH: tuple[str, ...] = ("tv",)
 
@@ -109,6 +128,52 @@ def _lacks(div: FDivergence) -> str:
     )
 
 
+def _kl_lower(c_p: np.ndarray, c_q: np.ndarray, start: float) -> Estimate:
+    """KL(P||Q) from below where P takes values that Q's sample lacks: none of Q's N_q draws
+    hit them, so (95%) Q gives them at most UNSEEN / N_q together, and their share P_u of P's
+    rows adds at least P_u log(P_u N_q / UNSEEN) (the least over Q masses with that sum); the
+    other values add their plug-in terms. Standard error by the delta method; the upper end is
+    open (Q may not take those values at all: KL infinite)."""
+    n_p, n_q = int(c_p.sum()), int(c_q.sum())
+    p, q = c_p / n_p, c_q / n_q
+    seen, unseen = (c_p > 0) & (c_q > 0), (c_p > 0) & (c_q == 0)
+    share = float(p[unseen].sum())
+    log_r = np.log(p[seen] / q[seen])
+    bound = math.log(share * n_q / UNSEEN)
+    value = float((p[seen] * log_r).sum()) + share * bound
+    # d value / d p: log r + 1 on seen values, bound + 1 on unseen ones; d / d q: -p / q
+    d_p = np.where(unseen, bound + 1.0, 0.0)
+    d_p[seen] = log_r + 1.0
+    d_q = np.zeros(len(q))
+    d_q[seen] = -p[seen] / q[seen]
+    variance = sum(
+        float((w * d**2).sum() - (w * d).sum() ** 2) / n
+        for w, d, n in ((p, d_p, n_p), (q, d_q, n_q))
+    )
+    stderr = math.sqrt(max(variance, 0.0))
+    warning = (
+        f"{share:.1%} of P's rows take {int(unseen.sum())} value(s) that Q's sample lacks: KL is "
+        f"infinite if Q cannot take them; the value is a lower bound (their Q mass at most "
+        f"{UNSEEN:g} / {n_q} together, 95%) and the upper end is open (inf)"
+    )
+    return Estimate(
+        value=value,
+        stderr=stderr,
+        ci95=(value - Z95 * stderr, math.inf),
+        divergence="kl",
+        bound="plug-in (lower)",
+        n_train=(0, 0),
+        n_validation=(0, 0),
+        n_test=(n_p, n_q),
+        steps=0,
+        best_step=0,
+        seconds=time.perf_counter() - start,
+        history=(),
+        method="counts",
+        warnings=(warning,),
+    )
+
+
 def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estimate | str:
     """The jackknifed plug-in estimate (method "counts") of D_f(P||Q) in nats, or why it does
     not apply: values that do not repeat enough (see the module docstring), a kinked f, or a
@@ -128,6 +193,8 @@ def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estim
     plug_in = float(_terms(c_p, c_q, n_p, n_q, div).sum())
     value, variance = plug_in, 0.0
     if not math.isfinite(plug_in):
+        if div.family == "kl":
+            return _kl_lower(c_p, c_q, start)
         return _lacks(div)
     for side, (counts, n) in enumerate(((c_p, n_p), (c_q, n_q))):
         deleted = _deleted(c_p, c_q, side, div)
