@@ -172,7 +172,11 @@ def _mi_run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=args.device, progress=True,
         )  # fmt: skip
         print(est)
-        print(f"(test split {est.n_test[0]} pairs; {est.steps} steps, {est.seconds:.1f} s)")
+        if est.method == "counts":
+            print(f"method: counts ({est.reason})")
+            print(f"({est.n_test[0]} pairs, no training; {est.seconds:.1f} s)")
+        else:
+            print(f"(test split {est.n_test[0]} pairs; {est.steps} steps, {est.seconds:.1f} s)")
         for warning in est.warnings:
             print(f"fdiv: warning: {warning}", file=sys.stderr)
         result = est.to_dict()

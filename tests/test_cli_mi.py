@@ -78,3 +78,15 @@ def test_missing_file_and_missing_argument(tmp_path: Path, capsys) -> None:
     assert code == 2 and err.count("\n") == 1
     code, _, err = run(capsys, str(tmp_path / "x.npy"))
     assert code == 2 and err.count("\n") == 1 and "required" in err
+
+
+def test_discrete_pairs_are_counted(tmp_path: Path, capsys) -> None:
+    """Labels: y = x + {0, 1} mod 5, I = log 5 - log 2; the tables' jackknifed plug-in."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 5, 3000)
+    np.save(tmp_path / "x.npy", x.astype(float))
+    np.save(tmp_path / "y.npy", ((x + rng.integers(0, 2, 3000)) % 5).astype(float))
+    code, out, err = run(capsys, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))
+    assert code == 0 and err == ""
+    assert out.startswith("mi (plug-in (jackknife)): ")
+    assert "method: counts (discrete pairs" in out and "(3000 pairs, no training;" in out

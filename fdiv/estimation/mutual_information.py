@@ -38,6 +38,15 @@ nwj and the f-divergences train on the bound they report; dv and smile train wit
 (``gan``) objective over all pairs (optimal critic: the pointwise MI, up to the constant DV
 ignores), for the reasons given in ``fdiv.estimation.estimate``.
 
+Discrete pairs. Where every (x, y) value repeats (at most RARE_SHARE of the pairs on values
+held RARE_COUNT times or fewer, :mod:`fdiv.estimation.counts`), ``bound="auto"`` with the
+default critic reads I(X; Y) = H(X) + H(Y) - H(X, Y) off the frequency tables, jackknifed over
+the pairs (method "counts"): over 300 seeds each, on four tables (6 x 8 random, 10 x 10 noisy
+labels, y = x + {0, 1} mod 5, independent 4 x 4) at 500 to 10,000 pairs the intervals held the
+truth in 94-100% of runs, the mean error at most 0.011 nats (the noisy labels at 2,000
+pairs; 0.0005 at 10,000); the critic gave 0.909 [0.903, 0.917] for log 5 - log 2 = 0.916 in
+41 s (5,000 pairs, mod 5).
+
 ``bound="auto"``: "infonce" (which needs a separable critic): the critic trains on minibatches
 and the all-pairs InfoNCE of the whole test part is reported, so the cap is log(test pairs), not
 log(batch). Measured (benchmarks/results/mi-*.md): with a critic trained by the logistic loss,
@@ -91,6 +100,7 @@ from torch import Tensor, nn
 from fdiv.device import resolve_device
 from fdiv.divergences.registry import names
 from fdiv.estimation import diagnostics
+from fdiv.estimation.counts import counts_mi
 from fdiv.estimation.critics import check_sizes, mlp
 from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot, wait
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
@@ -112,6 +122,10 @@ __all__ = [
 ]
 
 CRITICS: tuple[str, ...] = ("separable", "joint")
+COUNTS_MI_REASON = (
+    "discrete pairs: every (x, y) value repeats, so the frequency tables give I(X; Y) "
+    "(plug-in, jackknifed)"
+)
 VALIDATION_ROWS = 4096  # the validation bound is taken on at most this many rows (all pairs)
 CAP_MARGIN = 1.0  # nats: an InfoNCE value within this of log B is reported as near its cap
 OVERFIT_MARGIN = 0.1  # nats: train bound above the validation bound by more is reported
@@ -304,6 +318,10 @@ def mutual_information(
         raise ValueError(
             f"x and y must have the same number of rows (pairs), got {len(x_np)} and {len(y_np)}"
         )
+    if bound == "auto" and isinstance(critic, str) and critic == "separable":
+        counted = counts_mi(x_np, y_np)
+        if isinstance(counted, Estimate):
+            return dataclasses.replace(counted, reason=COUNTS_MI_REASON)
     dev = resolve_device(device)
     generator = torch.Generator().manual_seed(int(seed))
     parts = _split_rows(len(x_np), holdout, generator)
