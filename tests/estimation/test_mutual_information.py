@@ -343,3 +343,4 @@ def test_infonce_short_of_its_cap_reaches_up_to_the_uncapped_value() -> None:
     est = fdiv.mutual_information(x, y, seed=0)
     assert est.value < truth - 0.5  # InfoNCE's value stays what it is: well short of the truth
     assert est.ci95[0] < truth < est.ci95[1] < math.inf, est
+    assert any("falls short of I" in w for w in est.warnings), est.warnings
