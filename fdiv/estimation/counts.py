@@ -22,7 +22,7 @@ Where P takes values that Q's sample lacks, kl gets a lower bound with the upper
 (:func:`_kl_lower`): the critics' lower end, an extrapolation over values Q never showed, had
 stood above the truth (Binomial(19, 0.3) against 20 uniform labels, KL(uniform || binomial) =
 4.20, 10,000 a side: 4.68 [4.41, inf] and 4.45 [4.25, inf] on 2 of 10 seeds); the bound held
-it on 100 of 100 seeds at 2,000 and at 10,000 a side (mean 2.12 and 2.52: the labels P's
+it on 100 of 100 seeds at 2,000 and at 10,000 a side (mean 2.38 and 2.75: the labels P's
 sample never shows carry most of it). The other divergences that are infinite without such
 values (pearson, neyman, ...) are left to the critics.
 """
@@ -129,40 +129,75 @@ def _lacks(div: FDivergence) -> str:
     )
 
 
+def _lower(t: np.ndarray, seen: np.ndarray, unseen: np.ndarray, n_p: int, n_q: int) -> np.ndarray:
+    """:func:`_kl_lower`'s value from its sums: ``t`` = sum over the values both samples take
+    of c_p (log c_p - log c_q), ``seen`` and ``unseen`` the P counts on the values Q's sample
+    takes and lacks (arrays broadcast: one entry per deleted row's cell)."""
+    u = np.maximum(unseen, 1.0)
+    lacking = np.where(unseen > 0, unseen * np.log(u * n_q / (UNSEEN * n_p)), 0.0)
+    return (t + seen * math.log(n_q / n_p) + lacking) / n_p
+
+
 def _kl_lower(c_p: np.ndarray, c_q: np.ndarray, start: float) -> Estimate:
-    """KL(P||Q) from below where P takes values that Q's sample lacks: none of Q's N_q draws
-    hit them, so (95%) Q gives them at most UNSEEN / N_q together, and their share P_u of P's
-    rows adds at least P_u log(P_u N_q / UNSEEN) (the least over Q masses with that sum); the
-    other values add their plug-in terms. Standard error by the delta method; the upper end is
-    open (Q may not take those values at all: KL infinite)."""
+    """KL(P||Q) from below where P takes values that Q's sample lacks (or holds once, so that
+    deleting a row of Q leaves it lacking): none of Q's N_q draws hit them, so (95%) Q gives
+    them at most UNSEEN / N_q together, and their share P_u of P's rows adds at least P_u
+    log(P_u N_q / UNSEEN) (the least over Q masses with that sum); the other values add their
+    plug-in terms. Jackknifed like the plug-in (a row of Q deleted from a value it holds once
+    moves that value to the lacking ones), whose upward bias on values Q holds a few times
+    would otherwise lift the bound above the truth (a Zipf law over 200 values against a
+    lighter one, 10,000 a side: 6 of 200 lower ends held it before, 200 of 200 after). The
+    upper end is open where P_u > 0 (Q may not take those values at all: KL infinite)."""
+    c_p, c_q = c_p.astype(np.float64), c_q.astype(np.float64)
     n_p, n_q = int(c_p.sum()), int(c_q.sum())
-    p, q = c_p / n_p, c_q / n_q
-    seen, unseen = (c_p > 0) & (c_q > 0), (c_p > 0) & (c_q == 0)
-    share = float(p[unseen].sum())
-    log_r = np.log(p[seen] / q[seen])
-    bound = math.log(share * n_q / UNSEEN)
-    value = float((p[seen] * log_r).sum()) + share * bound
-    # d value / d p: log r + 1 on seen values, bound + 1 on unseen ones; d / d q: -p / q
-    d_p = np.where(unseen, bound + 1.0, 0.0)
-    d_p[seen] = log_r + 1.0
-    d_q = np.zeros(len(q))
-    d_q[seen] = -p[seen] / q[seen]
-    variance = sum(
-        float((w * d**2).sum() - (w * d).sum() ** 2) / n
-        for w, d, n in ((p, d_p, n_p), (q, d_q, n_q))
+    seen, lacking = (c_p > 0) & (c_q > 0), (c_p > 0) & (c_q == 0)
+    terms = np.where(seen, c_p * (np.log(np.maximum(c_p, 1.0)) - np.log(np.maximum(c_q, 1.0))), 0)
+    t, c_seen, c_lacking = terms.sum(), c_p[seen].sum(), c_p[lacking].sum()
+    value = float(_lower(t, c_seen, c_lacking, n_p, n_q))
+    # delete one of P's rows from each value P takes
+    held = c_p > 0
+    fewer = c_p[held] - 1.0
+    q_held = np.maximum(c_q[held], 1.0)
+    t_p = (
+        t
+        - terms[held]
+        + np.where(fewer > 0, fewer * (np.log(np.maximum(fewer, 1.0)) - np.log(q_held)), 0.0)
     )
-    stderr = math.sqrt(max(variance, 0.0))
-    warning = (
-        f"{share:.1%} of P's rows take {int(unseen.sum())} value(s) that Q's sample lacks: KL is "
-        f"infinite if Q cannot take them; the value is a lower bound (their Q mass at most "
-        f"{UNSEEN:g} / {n_q} together, 95%) and the upper end is open (inf)"
+    t_p = np.where(seen[held], t_p, t)
+    on_p = _lower(t_p, c_seen - seen[held], c_lacking - lacking[held], n_p - 1, n_q)
+    # delete one of Q's rows from each value Q takes; where it held it once, the value lacks
+    held_q = c_q > 0
+    cp, cq = c_p[held_q], c_q[held_q]
+    once = (cq == 1) & (cp > 0)
+    t_q = t + np.where(
+        (cp > 0) & (cq > 1), cp * (np.log(cq) - np.log(np.maximum(cq - 1.0, 1.0))), 0.0
     )
+    t_q = np.where(once, t - terms[held_q], t_q)
+    on_q = _lower(
+        t_q, c_seen - np.where(once, cp, 0.0), c_lacking + np.where(once, cp, 0.0), n_p, n_q - 1
+    )
+    variance = 0.0
+    for deleted, weights, n in ((on_p, c_p[held], n_p), (on_q, c_q[held_q], n_q)):
+        mean = float((weights * deleted).sum() / n)
+        value -= (n - 1) * (mean - float(_lower(t, c_seen, c_lacking, n_p, n_q)))
+        variance += (n - 1) / n * float((weights * (deleted - mean) ** 2).sum())
+    stderr = math.sqrt(variance)
+    share = c_lacking / n_p
+    if share == 0:
+        ci95, warnings = interval(value, stderr), ()
+    else:
+        ci95 = (value - Z95 * stderr, math.inf)
+        warnings = (
+            f"{share:.1%} of P's rows take {int(lacking.sum())} value(s) that Q's sample lacks: "
+            f"KL is infinite if Q cannot take them; the value is a lower bound (their Q mass at "
+            f"most {UNSEEN:g} / {n_q} together, 95%) and the upper end is open (inf)",
+        )
     return Estimate(
         value=value,
         stderr=stderr,
-        ci95=(value - Z95 * stderr, math.inf),
+        ci95=ci95,
         divergence="kl",
-        bound="plug-in (lower)",
+        bound="plug-in (lower)" if share else "plug-in (jackknife)",
         n_train=(0, 0),
         n_validation=(0, 0),
         n_test=(n_p, n_q),
@@ -171,7 +206,7 @@ def _kl_lower(c_p: np.ndarray, c_q: np.ndarray, start: float) -> Estimate:
         seconds=time.perf_counter() - start,
         history=(),
         method="counts",
-        warnings=(warning,),
+        warnings=warnings,
     )
 
 
@@ -194,13 +229,11 @@ def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estim
     plug_in = float(_terms(c_p, c_q, n_p, n_q, div).sum())
     value, variance = plug_in, 0.0
     if not math.isfinite(plug_in):
-        if div.family == "kl":
-            return _kl_lower(c_p, c_q, start)
-        return _lacks(div)
+        return _kl_lower(c_p, c_q, start) if div.family == "kl" else _lacks(div)
     for side, (counts, n) in enumerate(((c_p, n_p), (c_q, n_q))):
         deleted = _deleted(c_p, c_q, side, div)
         if not np.isfinite(deleted).all():
-            return _lacks(div)
+            return _kl_lower(c_p, c_q, start) if div.family == "kl" else _lacks(div)
         weights = counts[counts > 0]
         mean = float((weights * deleted).sum() / n)
         value -= (n - 1) * (mean - plug_in)
