@@ -122,6 +122,19 @@ def _deleted(c_p: np.ndarray, c_q: np.ndarray, side: int, div: FDivergence) -> n
     return base.sum() - base[held] + changed
 
 
+def _jackknife(
+    plain: float, sides: list[tuple[np.ndarray, np.ndarray, int]]
+) -> tuple[float, float]:
+    """(bias-corrected value, standard error) of a statistic from its value ``plain`` and, per
+    sample, (its value with one row deleted from each cell, the rows in that cell, N)."""
+    value, variance = plain, 0.0
+    for deleted, weights, n in sides:
+        mean = float((weights * deleted).sum() / n)
+        value -= (n - 1) * (mean - plain)
+        variance += (n - 1) / n * float((weights * (deleted - mean) ** 2).sum())
+    return value, math.sqrt(variance)
+
+
 def _lacks(div: FDivergence) -> str:
     return (
         "one side takes values the other's sample lacks (or holds once) where the divergence "
@@ -176,12 +189,7 @@ def _kl_lower(c_p: np.ndarray, c_q: np.ndarray, start: float) -> Estimate:
     on_q = _lower(
         t_q, c_seen - np.where(once, cp, 0.0), c_lacking + np.where(once, cp, 0.0), n_p, n_q - 1
     )
-    variance = 0.0
-    for deleted, weights, n in ((on_p, c_p[held], n_p), (on_q, c_q[held_q], n_q)):
-        mean = float((weights * deleted).sum() / n)
-        value -= (n - 1) * (mean - float(_lower(t, c_seen, c_lacking, n_p, n_q)))
-        variance += (n - 1) / n * float((weights * (deleted - mean) ** 2).sum())
-    stderr = math.sqrt(variance)
+    value, stderr = _jackknife(value, [(on_p, c_p[held], n_p), (on_q, c_q[held_q], n_q)])
     share = c_lacking / n_p
     if share == 0:
         ci95, warnings = interval(value, stderr), ()
@@ -227,18 +235,13 @@ def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estim
         )
     n_p, n_q = int(c_p.sum()), int(c_q.sum())
     plug_in = float(_terms(c_p, c_q, n_p, n_q, div).sum())
-    value, variance = plug_in, 0.0
-    if not math.isfinite(plug_in):
+    sides = [
+        (_deleted(c_p, c_q, side, div), c[c > 0], n)
+        for side, (c, n) in enumerate(((c_p, n_p), (c_q, n_q)))
+    ]
+    if not (math.isfinite(plug_in) and all(np.isfinite(d).all() for d, _, _ in sides)):
         return _kl_lower(c_p, c_q, start) if div.family == "kl" else _lacks(div)
-    for side, (counts, n) in enumerate(((c_p, n_p), (c_q, n_q))):
-        deleted = _deleted(c_p, c_q, side, div)
-        if not np.isfinite(deleted).all():
-            return _kl_lower(c_p, c_q, start) if div.family == "kl" else _lacks(div)
-        weights = counts[counts > 0]
-        mean = float((weights * deleted).sum() / n)
-        value -= (n - 1) * (mean - plug_in)
-        variance += (n - 1) / n * float((weights * (deleted - mean) ** 2).sum())
-    stderr = math.sqrt(variance)
+    value, stderr = _jackknife(plug_in, sides)
     return Estimate(
         value=value,
         stderr=stderr,
@@ -287,11 +290,8 @@ def counts_mi(x: np.ndarray, y: np.ndarray) -> Estimate | str:
         )
     n = len(x)
     (h_x, del_x), (h_y, del_y), (h_xy, del_xy) = (_entropy_terms(np.bincount(c)) for c in cells)
-    plug_in = h_x + h_y - h_xy
     deleted = del_x[cells[0]] + del_y[cells[1]] - del_xy[cells[2]]  # per pair
-    mean = float(deleted.mean())
-    value = plug_in - (n - 1) * (mean - plug_in)
-    stderr = math.sqrt((n - 1) / n * float(((deleted - mean) ** 2).sum()))
+    value, stderr = _jackknife(h_x + h_y - h_xy, [(deleted, np.ones(n), n)])
     return Estimate(
         value=value,
         stderr=stderr,
