@@ -321,7 +321,7 @@ def mutual_information(
         raise ValueError(
             f"x and y must have the same number of rows (pairs), got {len(x_np)} and {len(y_np)}"
         )
-    if bound == "auto" and isinstance(critic, str) and critic == "separable":
+    if bound.strip().lower() == "auto" and isinstance(critic, str) and critic == "separable":
         counted = counts_mi(x_np, y_np)
         if isinstance(counted, Estimate):
             return dataclasses.replace(counted, reason=COUNTS_MI_REASON)

@@ -248,6 +248,7 @@ def test_mutual_information_counts_discrete_pairs_only_by_default() -> None:
     x, y = _pairs(NOISY_LABELS, 3000, 1)
     est = fdiv.mutual_information(x, y)
     assert est.method == "counts" and "frequency tables" in est.reason
+    assert fdiv.mutual_information(x, y, " AUTO ").value == est.value
     assert est.ci95[0] < _mi(NOISY_LABELS) < est.ci95[1]
     # an explicit bound asks for the critic; continuous pairs never count
     assert fdiv.mutual_information(x, y, "nwj", steps=50).method != "counts"
