@@ -231,7 +231,7 @@ def test_counts_mi_plug_in_and_its_jackknife() -> None:
     ],
 )
 def test_counts_mi_intervals_hold_the_truth(pxy: np.ndarray, n: int) -> None:
-    """100 seeds: 88-100 intervals hold the table's I (measured 98 and 98 of 100), the mean
+    """100 seeds: 88-100 intervals hold the table's I (measured 98 and 100 of 100), the mean
     error within 3 standard errors of the mean of 0 (the plain plug-in is biased up by about
     (K_x - 1)(K_y - 1) / 2N)."""
     truth = _mi(pxy)

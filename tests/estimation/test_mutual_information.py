@@ -220,7 +220,7 @@ def test_ksg_against_closed_form() -> None:
         ({"bound": 3}, TypeError, "bound must be a string"),
         ({"bound": "infonce", "critic": "joint"}, ValueError, "needs all pairs"),
         ({"critic": "mlp"}, ValueError, "critic must be one of separable, joint"),
-        ({"x": np.zeros((50, 1)), "y": np.zeros((50, 1))}, ValueError, "at least 20"),
+        ({"x": np.arange(50.0)[:, None], "y": np.arange(50.0)[:, None]}, ValueError, "at least 20"),
         ({"steps": 0}, ValueError, "steps must be positive"),
         ({"y": np.full((100, 1), np.nan)}, ValueError, "y"),
     ],
