@@ -7,7 +7,7 @@ The rule, from measured numbers (benchmarks/results/REPORT.md, 10,000 a side unl
    but tv (``COUNTS_REASON``). The critics only approximate a ratio that the tables give
    exactly: 20 categories in one column, 5,000 a side, kl 0.657: the critics 0.511 [0.358,
    0.663] in 158 s and, on a second seed, 0.389 [0.340, 0.437], missed with no warning; the
-   tables 0.655 [0.610, 0.700] and 0.656 [0.611, 0.702] at once (200 seeds: 189-192 intervals
+   tables 0.655 [0.610, 0.705] and 0.656 [0.611, 0.707] at once (200 seeds: 190-193 intervals
    of 200 held it).
 1. Not kl: only the variational f-dual bounds estimate other divergences.
 2. kl: the cross-fitted variational DV estimate, in every dimension. kNN is not chosen: from

@@ -5,13 +5,14 @@ levels per coordinate, D_f(P||Q) = sum_x q(x) f(p(x)/q(x)) can be read off the t
 observed frequencies: no critic, no training, no neighbours. The plug-in sum is biased by
 O(cells / N) (f is not linear); the two-sample delete-one jackknife removes that term and its
 spread gives the standard error (each side's rows deleted one at a time, in closed form per
-cell: O(cells)). All values in nats.
+cell: O(cells)). The interval spans the plain and the corrected value, widened by 1.96
+standard errors (:func:`_jackknife`). All values in nats.
 
 Measured (``tests/estimation/test_counts.py`` checks the same cases; 200 seeds each, 2,000 and
 10,000 a side, kl, reverse_kl, js, hellinger, pearson): 20 and 5 categories, Poisson(3) against
 Poisson(5), geometric distributions, two binomials in d = 2 and a Zipf law over 200 values at
-10,000 a side: bias at most 0.014 nats, the intervals held the truth in 91-97% of runs. Not
-resolved (more than ``RARE_SHARE`` of a side's rows on values that side holds fewer than
+10,000 a side: mean errors within 0.017 nats, the intervals held the truth in 91-100% of runs.
+Not resolved (more than ``RARE_SHARE`` of a side's rows on values that side holds fewer than
 ``RARE_COUNT + 1`` times: ten independent bits, 1,024 values, at 2,000 and 10,000 a side; the
 Zipf law at 2,000): the tables leave too much unseen and hellinger's intervals held the truth
 in 49-87% of runs, so the critics estimate it instead. tv is left to the critics too: |p - q|
