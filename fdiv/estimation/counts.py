@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from fdiv.divergences.registry import FDivergence
-from fdiv.estimation.result import Z95, Estimate
+from fdiv.estimation.result import Z95, Estimate, untrained
 
 __all__ = [
     "NONSMOOTH",
@@ -205,21 +205,17 @@ def _kl_lower(c_p: np.ndarray, c_q: np.ndarray, start: float) -> Estimate:
             f"KL is infinite if Q cannot take them; the value is a lower bound (their Q mass at "
             f"most {UNSEEN:g} / {n_q} together, 95%) and the upper end is open (inf)",
         )
-    return Estimate(
-        value=value,
-        stderr=stderr,
-        ci95=ci95,
-        divergence="kl",
-        bound="plug-in (lower)" if share else "plug-in (jackknife)",
-        n_train=(0, 0),
-        n_validation=(0, 0),
-        n_test=(n_p, n_q),
-        steps=0,
-        best_step=0,
-        seconds=time.perf_counter() - start,
-        history=(),
-        method="counts",
-        warnings=warnings,
+    seconds = time.perf_counter() - start
+    return untrained(
+        value,
+        stderr,
+        ci95,
+        "kl",
+        "plug-in (lower)" if share else "plug-in (jackknife)",
+        (n_p, n_q),
+        seconds,
+        "counts",
+        warnings,
     )
 
 
@@ -247,20 +243,9 @@ def counts_estimate(x_p: np.ndarray, x_q: np.ndarray, div: FDivergence) -> Estim
     if not (math.isfinite(plug_in) and all(np.isfinite(d).all() for d, _, _ in sides)):
         return _kl_lower(c_p, c_q, start) if div.family == "kl" else _lacks(div)
     value, stderr, ci95 = _jackknife(plug_in, sides)
-    return Estimate(
-        value=value,
-        stderr=stderr,
-        ci95=ci95,
-        divergence=div.name,
-        bound="plug-in (jackknife)",
-        n_train=(0, 0),
-        n_validation=(0, 0),
-        n_test=(n_p, n_q),
-        steps=0,
-        best_step=0,
-        seconds=time.perf_counter() - start,
-        history=(),
-        method="counts",
+    seconds = time.perf_counter() - start
+    return untrained(
+        value, stderr, ci95, div.name, "plug-in (jackknife)", (n_p, n_q), seconds, "counts"
     )
 
 
@@ -297,18 +282,5 @@ def counts_mi(x: np.ndarray, y: np.ndarray) -> Estimate | str:
     (h_x, del_x), (h_y, del_y), (h_xy, del_xy) = (_entropy_terms(np.bincount(c)) for c in cells)
     deleted = del_x[cells[0]] + del_y[cells[1]] - del_xy[cells[2]]  # per pair
     value, stderr, ci95 = _jackknife(h_x + h_y - h_xy, [(deleted, np.ones(n), n)])
-    return Estimate(
-        value=value,
-        stderr=stderr,
-        ci95=ci95,
-        divergence="mi",
-        bound="plug-in (jackknife)",
-        n_train=(0, 0),
-        n_validation=(0, 0),
-        n_test=(n, n),
-        steps=0,
-        best_step=0,
-        seconds=time.perf_counter() - start,
-        history=(),
-        method="counts",
-    )
+    seconds = time.perf_counter() - start
+    return untrained(value, stderr, ci95, "mi", "plug-in (jackknife)", (n, n), seconds, "counts")

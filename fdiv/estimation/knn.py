@@ -40,7 +40,7 @@ from scipy.special import digamma
 from torch import Tensor
 
 from fdiv.estimation import diagnostics
-from fdiv.estimation.result import Estimate, interval
+from fdiv.estimation.result import Estimate, interval, untrained
 from fdiv.io import as_samples
 
 __all__ = [
@@ -128,22 +128,9 @@ def knn_estimate(
     if tail:
         found.append(tail)
         high = math.inf
-    return Estimate(
-        value=value,
-        stderr=stderr,
-        ci95=(low, high),
-        divergence="kl",
-        bound=f"knn{'-adaptive' if adaptive else ''}(k={k})",
-        n_train=(0, 0),
-        n_validation=(0, 0),
-        n_test=(n, m),
-        steps=0,
-        best_step=0,
-        seconds=time.perf_counter() - start,
-        history=(),
-        method="knn",
-        warnings=tuple(found),
-    )
+    bound = f"knn{'-adaptive' if adaptive else ''}(k={k})"
+    seconds = time.perf_counter() - start
+    return untrained(value, stderr, (low, high), "kl", bound, (n, m), seconds, "knn", tuple(found))
 
 
 def _negative(value: float) -> str:

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Z95", "Estimate", "interval", "shown_low"]
+__all__ = ["Z95", "Estimate", "interval", "shown_low", "untrained"]
 
 Z95 = 1.959963984540054
 
@@ -72,3 +72,33 @@ class Estimate:
             f"{self.divergence} ({self.bound}): {self.value:.4f} +- {self.stderr:.4f} nats, "
             f"95% interval [{low:.4f}, {high:.4f}]"
         )
+
+
+def untrained(
+    value: float,
+    stderr: float,
+    ci95: tuple[float, float],
+    divergence: str,
+    bound: str,
+    n_test: tuple[int, int],
+    seconds: float,
+    method: str,
+    warnings: tuple[str, ...] = (),
+) -> Estimate:
+    """An Estimate of a method that trains nothing (knn, counts): every row is a test row."""
+    return Estimate(
+        value=value,
+        stderr=stderr,
+        ci95=ci95,
+        divergence=divergence,
+        bound=bound,
+        n_train=(0, 0),
+        n_validation=(0, 0),
+        n_test=n_test,
+        steps=0,
+        best_step=0,
+        seconds=seconds,
+        history=(),
+        method=method,
+        warnings=warnings,
+    )
