@@ -55,6 +55,21 @@ the all-pairs DV value swung between 0.8 and 3.6 nats from one validation check 
 partition term), while InfoNCE, normalised row by row, gave 4.72 (optimal critic: about 4.9 at
 B = 2000). Near its cap InfoNCE only says "at least"; a warning says so.
 
+Inputs. A bijection of each coordinate of X, and of Y, leaves I(X; Y) unchanged, so the
+built-in critics see each side's marginal Gaussianisation (:class:`fdiv.estimation.features.
+MarginalGaussian`, fitted on that side's train rows) beside its robustly standardised columns, as
+the divergence critics do: skewed, bounded or steep marginals reach the critic as smooth ones. On
+the 23 continuous tasks of the MI library (10,000 pairs, seed 1, the default call with and
+without it) 17 intervals held the truth against 16 and the mean |log(estimate / truth)| fell
+from 0.091 to 0.081: the 5-nat Gaussian through x -> x^3 went from 4.26 [3.84, 4.67] to 4.67
+[4.45, 4.96] (seed 0: 4.19 [3.83, 4.54] to 4.72 [4.54, 5.07]), through the normal CDF from 4.56
+[4.37, 4.75] to 4.74 [4.57, 5.10], through asinh from 4.70 [4.51, 4.985] to 4.72 [4.57, 5.05];
+two lost their cover by a few hundredths (Student t, 3 dof, rho 0.8: 2.75 [2.64, 2.86] to 2.71
+[2.63, 2.83] for 2.85; 8 clusters, 1.94 [1.91, inf] to 1.92 [1.89, 1.95] for 1.96). The
+Gaussianisation alone, without the standardised columns, makes the cube the plain Gaussian (4.79
+[4.70, 5.25], seed 0) but lost the multivariate t's shared scale (3 dof, rho 0: 0.253 [0.221,
+0.284] for 0.299).
+
 Interval. The kept critic's bound on the test pairs is biased low (the critic is not the
 optimum) and its bound on as many of its own train pairs biased high (it was fitted to them). As
 for the divergences (:func:`fdiv.estimation.crossfit.combine`) the value is their midpoint and the
@@ -295,7 +310,9 @@ def mutual_information(
     size its two MLPs), "joint" (shuffled pairs) or an ``nn.Module`` (copied before training).
     x and y are standardised per coordinate as the divergence critics' inputs are (median and
     interquartile range of the train rows, squashed far out: :func:`crossfit.feature_map`; MI
-    is unchanged by such maps of X and of Y). The other options are
+    is unchanged by such maps of X and of Y); the built-in critics also see each side's
+    marginal Gaussianisation (module docstring, Inputs), a module of the caller's only the
+    standardised columns. The other options are
     those of :func:`fdiv.estimate`; ``batch_size`` is in pairs. The same ``seed`` gives bitwise
     the same result on the CPU. Problems the interval cannot show come back in
     ``Estimate.warnings``.
@@ -330,9 +347,14 @@ def mutual_information(
     parts = _split_rows(len(x_np), holdout, generator)
     with torch.random.fork_rng(devices=cuda_indices(dev)):
         torch.manual_seed(seed)
-        net = _make_critic(critic, x_np.shape[1], y_np.shape[1], embedding, hidden).to(dev)
+        # the built-in critics see each side's marginal Gaussianisation beside it (2 d columns)
+        gaussianise = isinstance(critic, str)
+        width = 2 if gaussianise else 1
+        net = _make_critic(
+            critic, width * x_np.shape[1], width * y_np.shape[1], embedding, hidden
+        ).to(dev)
         dtype = next((t.dtype for t in net.parameters() if t.is_floating_point()), torch.float32)
-        maps = [feature_map(a[parts[0]], dev, dtype, gaussianise=False) for a in (x_np, y_np)]
+        maps = [feature_map(a[parts[0]], dev, dtype, gaussianise) for a in (x_np, y_np)]
         train, val, test = (
             tuple(f(a[idx]) for f, a in zip(maps, (x_np, y_np), strict=True)) for idx in parts
         )
