@@ -402,6 +402,26 @@ def test_knn_warns_on_negative_values_and_refuses_fewer_samples_than_dimensions(
         fdiv.knn_kl(rng.normal(size=(5, 10_000)), rng.normal(size=(5, 10_000)))
 
 
+def test_knn_warns_on_a_discrete_coordinate_among_distinct_rows() -> None:
+    # a bit beside a Gaussian coordinate: every row distinct, yet P has an atom along coordinate
+    # 1 and kNN's d log(nu / rho) is off (KL 0.207 nats: kNN 0.37 at 10,000 a side, 0.33 here);
+    # the default estimate's kNN check then no longer stretches its interval up to that value
+    rng = np.random.default_rng(0)
+    n = 3000
+    x_p = np.c_[rng.random(n) < 0.3, rng.normal(size=n)].astype(float)
+    x_q = np.c_[rng.random(n) < 0.5, rng.normal(0.5, 1.0, size=n)].astype(float)
+    truth = 0.3 * math.log(0.3 / 0.5) + 0.7 * math.log(0.7 / 0.5) + 0.125
+    est = knn_estimate(x_p, x_q)
+    assert len(np.unique(x_p, axis=0)) == n and est.value > truth + 0.08
+    assert has(est, "coordinate 1 of 100.0% of P's rows takes a value held by over sqrt(N)")
+    # silent: continuous coordinates rounded to 3 decimals (values held a few times each), and
+    # the bit's column on its own is the repeated-rows warning's
+    rounded = knn_estimate(*(np.round(x, 3) for x in shifted(n, 2, 1.0)))
+    assert not has(rounded, "sqrt(N)"), rounded.warnings
+    alone = knn_estimate(x_p[:, :1], x_q[:, :1])
+    assert has(alone, "rows are repeated") and not has(alone, "sqrt(N)")
+
+
 def test_knn_estimate_interval_covers_a_closed_form() -> None:
     # Gaussian unit shift in 1-D: KL 0.5; the interval is the per-point terms' standard error
     est = knn_estimate(*shifted(4000, 1, 1.0))
