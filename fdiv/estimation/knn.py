@@ -106,14 +106,8 @@ def knn_estimate(
             f"{repeated:.1%} of P's rows are repeated in P or Q: kNN assumes continuous densities "
             "and skips zero distances, so its value is unreliable"
         )
-    elif x_p.shape[1] > 1:
-        column, share = _atoms(x_p, x_q)
-        if share > REPEATED_SHARE:
-            found.append(
-                f"coordinate {column + 1} of {share:.1%} of P's rows takes a value held by over "
-                f"sqrt(N) rows (a discrete or coarsely rounded coordinate): kNN assumes "
-                "continuous densities in every coordinate, so its value is unreliable"
-            )
+    elif x_p.shape[1] > 1 and (coarse := diagnostics.coarse_coordinate(x_p, x_q)):
+        found.append(coarse)
     n, m = len(x_p), len(x_q)
     if farther >= SEPARATED_SHARE:
         found.append(
@@ -153,22 +147,6 @@ def _same_rows(tree_x: cKDTree, tree_y: cKDTree, x: np.ndarray) -> tuple[np.ndar
     it. kNN skips them as neighbours."""
     same_x = tree_x.query_ball_point(x, r=0.0, return_length=True)
     return same_x, tree_y.query_ball_point(x, r=0.0, return_length=True)
-
-
-def _atoms(x_p: np.ndarray, x_q: np.ndarray) -> tuple[int, float]:
-    """(column, share): the column where the largest share of P's rows take a value that more
-    than sqrt(N) of the N pooled rows hold, and that share. A binary column beside a Gaussian
-    one (d = 2, 10,000 a side, KL 0.207) gave kNN 0.368 on rows that are all distinct: kNN's d
-    log(nu / rho) takes every coordinate as continuous."""
-    pooled = np.concatenate([x_p, x_q])
-    threshold = math.sqrt(len(pooled))
-    best = (0, 0.0)
-    for j, column in enumerate(pooled.T):
-        _, inverse, counts = np.unique(column, return_inverse=True, return_counts=True)
-        share = float(np.mean(counts[inverse.ravel()[: len(x_p)]] > threshold))
-        if share > best[1]:
-            best = (j, share)
-    return best
 
 
 def _repeated(same_x: np.ndarray, same_y: np.ndarray) -> float:

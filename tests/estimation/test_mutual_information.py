@@ -309,6 +309,35 @@ def test_a_coordinate_pair_above_the_interval_replaces_the_value_warned(monkeypa
     assert len(calls) == 1
 
 
+def test_ksg_above_the_interval_in_low_dimension_stretches_it_warned() -> None:
+    module = sys.modules["fdiv.estimation.mutual_information"]
+    # 8 clusters on a circle, d = 2 a side (the MI library's clusters8-d2, 1.962 nats): the
+    # default call gave 1.918 [1.888, 1.948] on 10,000 pairs (seed 1), silently; KSG on the
+    # whole (x, y) gives 1.979 +- 0.007 there. Here 6,000 pairs, a made-up interval below KSG's
+    from fdiv.bench.mi_tasks import MI_TASKS
+
+    task = MI_TASKS["clusters8-d2"]
+    x, y = task.sample(6000, np.random.default_rng(1))
+    truth = task.mi()[0]
+    base = fdiv.mutual_information(*gaussian_pairs(600, 0.5), steps=100)
+    base = dataclasses.replace(base, value=1.918, stderr=0.015, ci95=(1.888, 1.948), warnings=())
+    est = module._with_ksg(x, y, base, 0)
+    ksg = fdiv.ksg_mi(x, y)
+    assert abs(ksg - truth) < 0.05  # KSG in 4 dimensions: within 0.02 here
+    assert est.value == base.value and est.ci95[0] == base.ci95[0]
+    assert ksg < est.ci95[1] < ksg + 0.05 and est.ci95[0] < truth < est.ci95[1]
+    assert "KSG on the whole (x, y)" in est.warnings[0]
+    # KSG within the interval, joint dimension 2 or above KSG_CHECK_DIM, a discrete coordinate
+    # and repeated pairs leave it alone
+    held = dataclasses.replace(base, ci95=(1.888, ksg + 0.01))
+    assert module._with_ksg(x, y, held, 0) is held
+    assert module._with_ksg(x[:, :1], y[:, :1], base, 0) is base
+    assert module._with_ksg(np.c_[x, x[:, :1]], y, base, 0) is base
+    labels = np.c_[np.round(x[:, :1] / 3), x[:, 1:]]
+    assert module._with_ksg(labels, y, base, 0) is base
+    assert module._with_ksg(np.round(x), np.round(y), base, 0) is base
+
+
 def test_uncapped_per_row_terms_against_a_direct_sum() -> None:
     """S_ii - log mean_{j != i} exp(S_ij) by a plain loop, and chunking changes nothing; on
     the optimal critic of the unit Gaussian (0.5 nats) it lies within 3 standard errors of
