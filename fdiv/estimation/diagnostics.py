@@ -353,8 +353,9 @@ def smile_clip_active(v_p: Tensor, clip: float) -> str | None:
     )
 
 
-#: Share of P's rows above which a coordinate whose values they hold are each held by over
-#: sqrt(N) of the N pooled rows makes a nearest-neighbour estimate unreliable.
+#: A coordinate where more than this share of P's rows take values that over sqrt(N) of the N
+#: pooled rows hold (a discrete or coarsely rounded one) makes nearest-neighbour estimates
+#: unreliable.
 COARSE_SHARE = 0.05
 
 
