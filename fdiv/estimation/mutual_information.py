@@ -448,11 +448,10 @@ def _with_ksg(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Esti
     joint = np.hstack([x[rows], y[rows]])
     if diagnostics.coarse_coordinate(joint, joint[:0]) is not None:
         return result
-    try:
-        terms = ksg_terms(x[rows], y[rows])
-    except ValueError:  # repeated pairs
+    found = _ksg(x[rows], y[rows])
+    if found is None:
         return result
-    value, stderr = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms)))
+    value, stderr = found
     low, high = result.ci95
     if value <= high:
         return result
@@ -487,13 +486,9 @@ def _with_pairs(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Es
     best = None
     for i in range(x.shape[1]):
         for j in range(y.shape[1]):
-            try:
-                terms = ksg_terms(x[rows, i : i + 1], y[rows, j : j + 1])
-            except ValueError:  # repeated pairs, or too few
-                continue
-            value, stderr = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms)))
-            if best is None or interval(value, stderr)[0] > interval(*best[2:])[0]:
-                best = (i, j, value, stderr)
+            found = _ksg(x[rows, i : i + 1], y[rows, j : j + 1])
+            if found is not None and (best is None or interval(*found)[0] > interval(*best[2:])[0]):
+                best = (i, j, *found)
     if best is None or not shown_low(result, interval(*best[2:])[0]):
         return result
     i, j, value, stderr = best
@@ -515,6 +510,16 @@ def _with_pairs(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Es
             "lower bound, and the interval's upper end is open (inf)",
         ),
     )
+
+
+def _ksg(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """(KSG's value, its standard error) in nats, or None where KSG refuses (repeated pairs, too
+    few)."""
+    try:
+        terms = ksg_terms(x, y)
+    except ValueError:
+        return None
+    return float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(len(terms)))
 
 
 def _split_rows(
