@@ -224,12 +224,12 @@ def _terms(
 def _two_nn_dimension(tree: cKDTree, x: np.ndarray) -> float:
     """The TwoNN dimension of the rows ``x`` of ``tree``: the maximum-likelihood m for which
     the ratios mu = r2 / r1 of second to first neighbour distance follow P(mu > t) = t^-m
-    (rows at a positive distance from their nearest neighbour; nan when none is)."""
+    (rows at a positive distance from their nearest neighbour; inf when no ratio exceeds 1)."""
     dist = tree.query(x, k=3)[0]
     r1, r2 = dist[:, 1], dist[:, 2]
     kept = r1 > 0
     logs = np.log(r2[kept] / r1[kept]).sum()
-    return float(kept.sum() / logs) if logs > 0 else math.nan
+    return float(kept.sum() / logs) if logs > 0 else math.inf
 
 
 def _surface_dimension(
