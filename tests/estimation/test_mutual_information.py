@@ -380,15 +380,15 @@ def test_the_default_critic_sees_through_a_monotone_map_of_each_coordinate() -> 
     the standardised cubes must fit a steep, heavy-tailed log-ratio. d = 2, 3 nats, 3,000 pairs:
     before, 2.722 [2.507, 2.937] and 2.742 [2.514, 2.969] on seeds 0 and 1, missed with no
     warning; with each side's marginal Gaussianisation beside it, 2.933 [2.788, 3.122] and 2.920
-    [2.761, 3.097] (the 0.15 tolerance is about two of the interval's half-widths)."""
+    [2.761, 3.097] (the 0.15 tolerance is about two of the interval's half-widths). One seed
+    here: each takes over 30 s."""
     rho = math.sqrt(-math.expm1(-3.0))  # 1.5 nats per coordinate pair
-    for seed in (0, 1):
-        rng = np.random.default_rng(seed)
-        x = rng.normal(size=(3000, 2))
-        y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=(3000, 2))
-        est = fdiv.mutual_information(x**3, y**3, seed=seed)
-        assert abs(est.value - 3.0) < 0.15, est
-        assert est.ci95[0] < 3.0 < est.ci95[1], est
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 2))
+    y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=(3000, 2))
+    est = fdiv.mutual_information(x**3, y**3, seed=0)
+    assert abs(est.value - 3.0) < 0.15, est
+    assert est.ci95[0] < 3.0 < est.ci95[1], est
 
 
 def test_a_user_critic_sees_the_standardised_columns_only() -> None:
