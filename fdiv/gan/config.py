@@ -45,7 +45,7 @@ PENALTIES: tuple[str, ...] = ("auto", "none", *_KERNEL_PENALTIES)
 #: is how the share passes the 98.9% the data itself reach; grid25 reaches its target on every
 #: seed with ``--lr-decay 0.7``, 96.7, 97.7, 98.3, 96.9, 95.6% on seeds 0-4, but ring8 seed 3
 #: fell from 97.3% to 97.0% with it, and a grid25 data default would reach wgan-gp's row too,
-#: so the row keeps 0.5); what limits
+#: so the row keeps 0.5; the digits table was measured with the last 30%, not re-run); what limits
 #: the high-quality share is the mass the continuous generator leaves between modes, which falls
 #: with training length (grid25: 81% at 7,000 steps, 87% at 10,000) and with a weaker r1 penalty
 #: (r1 1 -> 0.01: 81% -> 91% at 7,000 steps; no penalty loses modes). Applying the penalty on
@@ -91,19 +91,12 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 #: Defaults of the image data (the convolutional pair), ahead of the loss's row: about two CPU
-#: minutes a run (wgan-gp five), the decay over the last 30% that the digits table was measured
-#: with, and the r1 weight 1, which every loss needs on the digits (at
+#: minutes a run (wgan-gp five), and the r1 weight 1, which every loss needs on the digits (at
 #: the toy sets' 0.01 kl collapsed to one digit class, Frechet distance 309, and hellinger to
 #: two, 184; at 1 all six losses covered the 10 classes on 5 seeds each, Frechet 2.1-5.8
 #: against a floor of 1.8: benchmarks/results/REPORT.md, "GAN mode coverage").
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {
-        "steps": 3000,
-        "batch_size": 128,
-        "channels": 32,
-        "r1_weight": 1.0,
-        "lr_decay": 0.3,
-    },
+    "digits": {"steps": 3000, "batch_size": 128, "channels": 32, "r1_weight": 1.0},
 }
 
 
