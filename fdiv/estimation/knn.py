@@ -25,7 +25,9 @@ on every row makes such a surface too (parallel lines, planes), and m is then ri
 bit beside a Gaussian coordinate (0.207 nats) gave 0.37 with d = 2 and 0.19-0.20 as lines.
 Only where the estimate is below d - SURFACE_GAP on both P's rows and Q's, and only up to three
 dimensions: from four on, densities piling up at a boundary or in a heavy tail read as a lower
-dimension too (the suite's arcsine rows in 5-D: 4.2; squared Cauchy rows in 4-D: 2.4-3.1).
+dimension too (the suite's arcsine rows in 5-D: 4.2; squared Cauchy rows in 4-D: 2.4-3.1), so
+there rows that read below LOW_DIM_RATIO d get a warning instead of a new d (a torus in 4-D,
+two von Mises angles as (cos, sin) pairs, 1.143 nats: kNN 2.25).
 
 Duplicates: neighbours at distance zero (repeated rows) are skipped, so the k-th neighbour is the
 k-th at a positive distance and no log(0) appears. Result in nats.
@@ -54,6 +56,8 @@ from fdiv.estimation.result import Estimate, interval, untrained
 from fdiv.io import as_samples
 
 __all__ = [
+    "LOW_DIM_MAX_DIM",
+    "LOW_DIM_RATIO",
     "OUTSIDE_RATIO",
     "OUTSIDE_SHARE",
     "REPEATED_SHARE",
@@ -86,7 +90,18 @@ OUTSIDE_SHARE = 0.05
 #: in 2-D 1.67 and above; the suite's 2-D and 3-D tasks 1.93-3.11.
 SURFACE_MAX_DIM = 3
 SURFACE_GAP = 0.85
+#: From SURFACE_MAX_DIM + 1 to LOW_DIM_MAX_DIM dimensions, rows whose TwoNN dimension is below
+#: LOW_DIM_RATIO d on both sides get a warning (2,000 and 10,000 rows, 2 seeds): surfaces read
+#: at most 0.52 d (a torus in 4-D 0.48-0.52, a sphere in 5-D 0.40, 2-D and 4-D maps into 10-D
+#: 0.19-0.41), and so does Beta(0.1, 0.1) in 4-D (0.50-0.57), whose densities, unbounded at the
+#: faces, kNN misses too; full-dimensional rows read at least 0.67 d: squared Cauchy in 4-D
+#: 0.67-0.75, lognormal (sigma 2) in 5-D 0.76, Gaussians in 20-D 0.82, the suite's tasks from
+#: 4 to 20 dimensions 0.86. Beyond 20 dimensions TwoNN reads full-dimensional Gaussians low
+#: itself (0.75 d at 30, 0.53 d at 100).
+LOW_DIM_RATIO = 0.6
+LOW_DIM_MAX_DIM = 20
 
+_TWO_NN_ROWS = 2_000  # rows whose neighbour-distance ratios give the TwoNN dimension (2%)
 _QUERY_BUDGET = 4_000_000  # neighbour distances held in memory at once
 _RADIUS_SLACK = 1e-12  # relative: the ball of radius eps must contain the neighbour at eps
 
@@ -115,7 +130,7 @@ def knn_estimate(
     is "test" data."""
     start = time.perf_counter()
     x_p, x_q = as_samples(p, "p"), as_samples(q, "q")
-    terms, repeated, farther, outside, surface = _terms(x_p, x_q, k, adaptive)
+    terms, repeated, farther, outside, surface, low = _terms(x_p, x_q, k, adaptive)
     value = float(terms.mean())
     stderr = float(terms.std(ddof=1) / math.sqrt(len(terms)))
     found = []
@@ -128,6 +143,13 @@ def knn_estimate(
         )
     elif x_p.shape[1] > 1 and not surface and (coarse := diagnostics.coarse_coordinate(x_p, x_q)):
         found.append(coarse)
+    if low is not None:
+        found.append(
+            f"P's and Q's rows read as about {low[0]:.1f}-dimensional in d = {low[1]} (TwoNN): "
+            "on a curved surface of m dimensions kNN's d log(nu / rho) terms come out d / m "
+            "times too high, and rows piled up at a boundary bias them too; the value is "
+            "unreliable"
+        )
     n, m = len(x_p), len(x_q)
     if farther >= SEPARATED_SHARE:
         found.append(
@@ -176,12 +198,13 @@ def _repeated(same_x: np.ndarray, same_y: np.ndarray) -> float:
 
 def _terms(
     p: Tensor | np.ndarray, q: Tensor | np.ndarray, k: int, adaptive: bool
-) -> tuple[np.ndarray, float, float, float, int | None]:
+) -> tuple[np.ndarray, float, float, float, int | None, tuple[float, int] | None]:
     """Per-point terms of P's rows (their mean is the estimate), the share of P's rows that
     are repeated in P or occur in Q, the share whose k-th Q neighbour is farther than their
     k-th P neighbour (near 1/2 for similar sets, 1 when the sets do not overlap), the share
-    outside Q's sample (:data:`OUTSIDE_RATIO`) and the dimension of the curved surface the rows
-    lie on, where the terms take it for d (else None)."""
+    outside Q's sample (:data:`OUTSIDE_RATIO`), the dimension of the curved surface the rows
+    lie on, where the terms take it for d (else None), and (TwoNN dimension, d) where the rows
+    read far below their d from four dimensions on (:data:`LOW_DIM_RATIO`, else None)."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if k < 1:
@@ -200,8 +223,13 @@ def _terms(
     _, exponent = np.frexp(max(np.abs(x).max(), np.abs(y).max()))
     x, y = _support(np.ldexp(x, -exponent), np.ldexp(y, -exponent))
     tree_x, tree_y = cKDTree(x), cKDTree(y)
-    surface = _surface_dimension(tree_x, tree_y, x, y)
-    d = surface or x.shape[1]
+    measured = _rows_dimension(tree_x, tree_y, x, y)
+    d = x.shape[1]
+    surface = (
+        max(1, round(measured)) if d <= SURFACE_MAX_DIM and measured < d - SURFACE_GAP else None
+    )
+    low = (measured, d) if d > SURFACE_MAX_DIM and measured < LOW_DIM_RATIO * d else None
+    d = surface or d
     same_x, same_y = _same_rows(tree_x, tree_y, x)
     ks = np.full(n, k)
     rho = _kth_positive_distance(tree_x, x, ks, same_x, "p")
@@ -211,20 +239,24 @@ def _terms(
     outside = _outside(tree_y, x, y, k)
     offset = math.log(m / (n - 1))
     if not adaptive:
-        return d * np.log(nu / rho) + offset, repeated, farther, outside, surface
+        return d * np.log(nu / rho) + offset, repeated, farther, outside, surface, low
     radius = np.maximum(rho, nu) * (1.0 + _RADIUS_SLACK)
     k_i = np.maximum(tree_x.query_ball_point(x, r=radius, return_length=True) - same_x, k)
     l_i = np.maximum(tree_y.query_ball_point(x, r=radius, return_length=True) - same_y, k)
     rho = _kth_positive_distance(tree_x, x, k_i, same_x, "p")
     nu = _kth_positive_distance(tree_y, x, l_i, same_y, "q")
     terms = d * np.log(nu / rho) + digamma(k_i) - digamma(l_i) + offset
-    return terms, repeated, farther, outside, surface
+    return terms, repeated, farther, outside, surface, low
 
 
 def _two_nn_dimension(tree: cKDTree, x: np.ndarray) -> float:
     """The TwoNN dimension of the rows ``x`` of ``tree``: the maximum-likelihood m for which
     the ratios mu = r2 / r1 of second to first neighbour distance follow P(mu > t) = t^-m
-    (rows at a positive distance from their nearest neighbour; inf when no ratio exceeds 1)."""
+    (rows at a positive distance from their nearest neighbour; inf when no ratio exceeds 1),
+    read on at most :data:`_TWO_NN_ROWS` of them (a fixed random subset; their neighbours are
+    found among all rows): its relative standard error is 1 / sqrt(rows)."""
+    if len(x) > _TWO_NN_ROWS:
+        x = x[np.random.default_rng(0).choice(len(x), _TWO_NN_ROWS, replace=False)]
     dist = tree.query(x, k=3)[0]
     r1, r2 = dist[:, 1], dist[:, 2]
     kept = r1 > 0
@@ -232,16 +264,13 @@ def _two_nn_dimension(tree: cKDTree, x: np.ndarray) -> float:
     return float(kept.sum() / logs) if logs > 0 else math.inf
 
 
-def _surface_dimension(
-    tree_x: cKDTree, tree_y: cKDTree, x: np.ndarray, y: np.ndarray
-) -> int | None:
-    """The dimension of the curved surface that both samples' rows lie on, or None where they
-    fill their d dimensions (module docstring, :data:`SURFACE_GAP`)."""
+def _rows_dimension(tree_x: cKDTree, tree_y: cKDTree, x: np.ndarray, y: np.ndarray) -> float:
+    """The larger of P's and Q's TwoNN dimensions from 2 to LOW_DIM_MAX_DIM dimensions, where
+    the module docstring's rules read it (inf elsewhere, and with under 3 rows a side)."""
     d = x.shape[1]
-    if not 1 < d <= SURFACE_MAX_DIM or min(len(x), len(y)) < 3:
-        return None
-    m = max(_two_nn_dimension(tree_x, x), _two_nn_dimension(tree_y, y))
-    return max(1, round(m)) if m < d - SURFACE_GAP else None
+    if not 1 < d <= LOW_DIM_MAX_DIM or min(len(x), len(y)) < 3:
+        return math.inf
+    return max(_two_nn_dimension(tree_x, x), _two_nn_dimension(tree_y, y))
 
 
 def _outside(tree_y: cKDTree, x: np.ndarray, y: np.ndarray, k: int) -> float:

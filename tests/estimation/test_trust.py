@@ -784,6 +784,13 @@ def test_knn_above_a_low_dimensional_interval_stretches_it_warned() -> None:
     assert _with_knn(wide_p, wide_q, base, 5) is base
     levels = np.round(x_p * 2) / 2
     assert knn_estimate(levels, x_q).warnings and _with_knn(levels, x_q, base, 5) is base
+    # rows on a torus in 4-D: kNN twice the truth, warned, so it checks nothing (the default's
+    # interval was stretched from [1.04, 1.20] to 2.30 for 1.143 with a false warning)
+    rng = np.random.default_rng(1)
+    bent, flat = rng.vonmises(0.0, 2.0, (4000, 2)), rng.uniform(0.0, 2.0 * math.pi, (4000, 2))
+    torus_p, torus_q = (np.column_stack([np.cos(a), np.sin(a)]) for a in (bent, flat))
+    assert knn_estimate(torus_p, torus_q).value > 2.0 > base.ci95[1]
+    assert _with_knn(torus_p, torus_q, base, 5) is base
 
 
 def test_p_outside_qs_sample_opens_the_variational_interval_too() -> None:
