@@ -56,7 +56,7 @@ from fdiv.estimation.crossfit import (
     robust_moments,
 )
 from fdiv.estimation.knn import knn_estimate
-from fdiv.estimation.result import Z95, Estimate, interval, shown_low
+from fdiv.estimation.result import Z95, Estimate, in_range, interval, shown_low
 from fdiv.io import as_sample_pair, is_integer, is_real
 from fdiv.progress import progress as progress_bar
 
@@ -194,9 +194,8 @@ def estimate(
                 result = _with_knn(x_p, x_q, _with_marginals(x_p, x_q, result, k, seed), k)
             elif auto:
                 result = _f_with_marginals(x_p, x_q, result, div, certified, k, seed)
-    return dataclasses.replace(
-        _support_checked(result, x_p, x_q, div), seconds=time.perf_counter() - start
-    )
+    result = in_range(_support_checked(result, x_p, x_q, div), div.value_range)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)
 
 
 def _still_rising(fold: FoldResult, steps: int) -> bool:

@@ -123,7 +123,7 @@ from fdiv.estimation.critics import check_sizes, mlp
 from fdiv.estimation.crossfit import MIN_SPLIT, bracket, feature_map, snapshot, wait
 from fdiv.estimation.estimate import Estimate, check_training, cuda_indices
 from fdiv.estimation.ksg import ksg_terms
-from fdiv.estimation.result import Z95, interval, shown_low
+from fdiv.estimation.result import Z95, in_range, interval, shown_low
 from fdiv.io import as_samples, is_integer, is_real
 from fdiv.kernels.all_pairs import MI_BOUNDS, BoundSpec, resolve_bound
 from fdiv.losses import all_pairs_bound, dv_bound, smile_bound, variational_bound
@@ -345,7 +345,7 @@ def mutual_information(
     if bound.strip().lower() == "auto" and isinstance(critic, str) and critic == "separable":
         counted = counts_mi(x_np, y_np)
         if isinstance(counted, Estimate):
-            return dataclasses.replace(counted, reason=COUNTS_MI_REASON)
+            return in_range(dataclasses.replace(counted, reason=COUNTS_MI_REASON), (0.0, math.inf))
     dev = resolve_device(device)
     generator = torch.Generator().manual_seed(int(seed))
     parts = _split_rows(len(x_np), holdout, generator)
@@ -428,8 +428,10 @@ def mutual_information(
         method=f"mutual_information/{'separable' if separable else 'joint'}",
     )
     if result.divergence != "mi":
-        return result
-    return _with_pairs(x_np, y_np, _with_ksg(x_np, y_np, result, seed), seed)
+        return in_range(result, plan.report.div.value_range)
+    return in_range(
+        _with_pairs(x_np, y_np, _with_ksg(x_np, y_np, result, seed), seed), (0.0, math.inf)
+    )
 
 
 def _with_ksg(x: np.ndarray, y: np.ndarray, result: Estimate, seed: int) -> Estimate:
