@@ -16,7 +16,6 @@ import fdiv
 from fdiv.divergences.gaussian import Gaussian, ground_truth
 from fdiv.divergences.registry import get
 from fdiv.estimation.critics import MLPCritic
-from fdiv.estimation.result import in_range
 from fdiv.estimation.crossfit import (
     ATOM,
     MIN_SPLIT,
@@ -27,6 +26,7 @@ from fdiv.estimation.crossfit import (
     fold_tensors,
     wait,
 )
+from fdiv.estimation.result import in_range
 
 # Small, fast settings: a few thousand samples, a small critic, a few hundred steps, two folds.
 N = 3000
