@@ -51,7 +51,8 @@ def as_sample_pair(p: object, q: object) -> tuple[np.ndarray, np.ndarray]:
 
 
 def as_samples(x: object, name: str) -> np.ndarray:
-    """``x`` (torch tensor or numpy array) as a finite float64 matrix (N, d), or a clear error.
+    """``x`` (torch tensor, numpy array or nested list) as a finite float64 matrix (N, d), or a
+    clear error.
 
     Booleans count as 0 and 1 (binary features). ``name`` says which input the message is about
     ("p", "q" or a file name).
@@ -60,19 +61,20 @@ def as_samples(x: object, name: str) -> np.ndarray:
         if x.is_complex():
             raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {x.dtype}")
         array = x.detach().to("cpu", torch.float64).numpy()
-    elif isinstance(x, np.ndarray):
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got an array of dtype {x.dtype}")
-        array = x.astype(np.float64)
+    elif isinstance(x, np.ndarray | list | tuple):
+        array = _as_array(x, name)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
+        array = array.astype(np.float64)
     else:
         raise TypeError(
-            f"{name} must be a torch.Tensor or a numpy.ndarray of shape (N, d), "
+            f"{name} must be a torch.Tensor, a numpy.ndarray or a (nested) list of shape (N, d), "
             f"got {type(x).__name__}"
         )
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (N, d) or (N,) with N, d >= 1, got {x.shape}")
+        raise ValueError(f"{name} must have shape (N, d) or (N,) with N, d >= 1, got {array.shape}")
     bad = ~np.isfinite(array)
     count = int(bad.sum())
     if count:
@@ -82,6 +84,18 @@ def as_samples(x: object, name: str) -> np.ndarray:
             f"(first at row {row}, column {column})"
         )
     return np.ascontiguousarray(array)
+
+
+def _as_array(x: np.ndarray | list | tuple, name: str) -> np.ndarray:
+    """``x`` as a numpy array; a list whose rows differ in length is a ValueError."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except ValueError:
+        raise ValueError(
+            f"{name}'s rows must all have the same length (a list of shape (N, d))"
+        ) from None
 
 
 def load_samples(path: str | os.PathLike[str]) -> np.ndarray:

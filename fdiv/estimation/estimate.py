@@ -86,8 +86,8 @@ DEFAULT_HIDDEN = (128, 128)
 
 
 def estimate(
-    p: Tensor | np.ndarray,
-    q: Tensor | np.ndarray,
+    p: Tensor | np.ndarray | list,
+    q: Tensor | np.ndarray | list,
     divergence: str | FDivergence = "kl",
     bound: str = "auto",
     *,
@@ -106,7 +106,8 @@ def estimate(
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> Estimate:
-    """Estimate D(P||Q) in nats from samples ``p`` (N_p, d) and ``q`` (N_q, d).
+    """Estimate D(P||Q) in nats from samples ``p`` (N_p, d) and ``q`` (N_q, d): tensors, arrays
+    or nested lists (a 1-D one is one column).
 
     ``reverse_kl`` is KL(Q||P): the kl estimate of ``q`` against ``p``, every option below
     applying to the swapped samples as to kl. ``method``: ``"auto"`` (see

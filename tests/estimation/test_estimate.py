@@ -277,7 +277,9 @@ GOOD = np.random.default_rng(0).normal(size=(300, 3))
         ({"method": "knn", "divergence": "js"}, ValueError, "'knn' estimates kl only"),
         ({"method": "magic"}, ValueError, "method 'magic' is unknown"),
         ({"p": GOOD.astype(object)}, TypeError, "real numbers"),
-        ({"p": GOOD.tolist()}, TypeError, "torch.Tensor or a numpy.ndarray"),
+        ({"p": {"rows": GOOD}}, TypeError, "torch.Tensor, a numpy.ndarray or a .*list"),
+        ({"p": [[0.0, 1.0, 2.0], [1.0]]}, ValueError, "rows must all have the same length"),
+        ({"p": [["a", "b", "c"]] * 100}, TypeError, "real numbers"),
         ({"p": GOOD[None]}, ValueError, r"shape \(N, d\)"),
         ({"divergence": "jsdd"}, ValueError, "unknown; did you mean"),
         ({"divergence": "js", "bound": "dv"}, ValueError, "'dv' applies only to kl"),
@@ -296,6 +298,14 @@ def test_bad_input_is_a_clear_error(kwargs: dict, error: type, message: str) -> 
     args = {"p": GOOD, "q": GOOD + 0.1, "steps": 5, **kwargs}
     with pytest.raises(error, match=message):
         fdiv.estimate(**args)
+
+
+def test_nested_lists_are_samples_like_arrays() -> None:
+    x_p, x_q = (np.random.default_rng(s).normal(size=(300, 2)) for s in (1, 2))
+    as_lists = fdiv.estimate(x_p.tolist(), x_q.tolist(), method="knn")
+    assert as_lists.value == fdiv.estimate(x_p, x_q, method="knn").value
+    one_column = fdiv.estimate(list(x_p[:, 0]), tuple(x_q[:, 0]), method="knn")
+    assert one_column.value == fdiv.estimate(x_p[:, :1], x_q[:, :1], method="knn").value
 
 
 def test_one_critic_class_serves_estimation_and_the_gan() -> None:

@@ -175,7 +175,8 @@ def test_matches_a_direct_computation_with_brute_force_distances() -> None:
         (np.eye(6), np.eye(6), {"k": 0}, ValueError, "k must be positive"),
         (np.eye(6), np.eye(6), {"k": True}, TypeError, "k must be an integer"),
         (np.eye(6)[:, :3], np.eye(6)[:, :3], {"k": 6}, ValueError, "too few distinct samples"),
-        ([[1.0]], np.eye(6), {}, TypeError, "numpy.ndarray"),
+        ("rows", np.eye(6), {}, TypeError, r"numpy.ndarray or a \(nested\) list"),
+        ([[1.0, 0.0], [1.0]], np.eye(2), {}, ValueError, "same length"),
     ],
 )
 def test_bad_input_is_a_clear_error(p, q, kwargs, error, message) -> None:
