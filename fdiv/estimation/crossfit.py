@@ -172,17 +172,19 @@ def fold_tensors(
     dtype: torch.dtype,
     gaussianise: bool = False,
     offset: bool = False,
+    diagonal: bool = False,
 ) -> tuple[tuple[Tensor, Tensor], ...]:
     """The (P, Q) tensors of train, validation and test: :func:`feature_map` fitted on the
     pooled train rows (so nothing about the test rows enters). ``gaussianise`` appends each
     row's marginal Gaussianisation (:class:`MarginalGaussian` fitted on the same pooled train
     rows): 2 d columns. ``offset`` appends a last column, the log-ratio of Student t fits to
-    P's and Q's train rows (:func:`parametric.log_ratio_offset`), for an :class:`OffsetCritic`."""
+    P's and Q's train rows (:func:`parametric.log_ratio_offset`; ``diagonal``: with diagonal
+    scale matrices), for an :class:`OffsetCritic`."""
     train_p, train_q = x_p[split_p.train], x_q[split_q.train]
     train = np.concatenate([train_p, train_q])
     features = feature_map(train, dev, dtype, gaussianise)
     if offset:
-        fitted = log_ratio_offset(train_p, train_q, *robust_moments(train))
+        fitted = log_ratio_offset(train_p, train_q, *robust_moments(train), diagonal)
         plain = features
 
         def features(x: np.ndarray) -> Tensor:

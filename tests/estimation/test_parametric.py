@@ -67,6 +67,21 @@ def test_gaussian_rows_fit_a_t_with_many_degrees_of_freedom() -> None:
     np.testing.assert_allclose(fit.chol @ fit.chol.T, SCALE, atol=0.15)
 
 
+def test_a_diagonal_fit_recovers_a_t_with_a_diagonal_scale() -> None:
+    # the same family when the scale matrix is diagonal: over 20 seeds of 4,000 rows nu had sd
+    # 0.097, the location's worst error 0.048 and the scale's 0.13, so the tolerances above hold
+    scale = np.diag(np.diag(SCALE))
+    x = stats.multivariate_t.rvs(MEAN, scale, df=3.0, size=4000, random_state=1)
+    fit = fit_student_t(x, diagonal=True)
+    assert np.array_equal(fit.chol, np.diag(np.diag(fit.chol)))
+    assert abs(fit.nu - 3.0) < 0.4
+    np.testing.assert_allclose(fit.mean, MEAN, atol=0.08)
+    np.testing.assert_allclose(fit.chol @ fit.chol.T, scale, atol=0.15)
+    # on correlated rows it is the full fit restricted: less likely
+    x = t_rows(3.0, 4000, 1)
+    assert fit_student_t(x, diagonal=True).log_likelihood < fit_student_t(x).log_likelihood
+
+
 def test_a_constant_coordinate_does_not_break_the_fit() -> None:
     x = np.random.default_rng(0).standard_normal((500, 3))
     x[:, 1] = 0.0
@@ -90,6 +105,8 @@ def test_the_fit_is_used_where_it_is_tight() -> None:
     # d = 10: 66 parameters; d = 20: 231
     assert fits(10, 660) and not fits(10, 659)
     assert fits(20, math.ceil(231 / LOOSE)) and not fits(20, 2000)
+    # diagonal scales: d = 50, 101 parameters
+    assert fits(50, 1010, diagonal=True) and not fits(50, 1009, diagonal=True)
 
 
 def test_offset_critic_adds_the_last_column() -> None:
@@ -141,3 +158,26 @@ def test_the_fits_own_kl_is_given_at_five_rows_per_parameter() -> None:
     fitted = _fitted_kl(x_p, x_q)
     assert fitted is not None and abs(fitted - 10.0) < 0.8
     assert _fitted_kl(x_p[:1000], x_q[:1000]) is None
+
+
+def test_in_high_dimensions_a_critic_on_diagonal_fits_competes_with_the_plain_one() -> None:
+    # Q = N(0, 1.08^2 I), d = 64, 4,000 a side (0.360 nats): the full fits are loose (2,145
+    # parameters, 2,133 train rows a side) and the plain critic alone read 0.164 and 0.155
+    # (seeds 0, 1), its interval open, warned that it fit noise; a critic on the diagonal fits'
+    # log-ratio is better on validation: 0.407 [0.218, 0.597] and 0.398 [0.221, 0.575]
+    d, rng = 64, np.random.default_rng(0)
+    truth = d * (1 / 1.08**2 - 1 + math.log(1.08**2)) / 2
+    est = fdiv.estimate(rng.standard_normal((4000, d)), 1.08 * rng.standard_normal((4000, d)))
+    assert est.ci95[0] <= truth <= est.ci95[1] and not est.warnings, est
+    assert abs(math.log(est.value / truth)) < math.log(1.25), est
+    # a shift along (1, ..., 1) with correlation 0.5, d = 40 (0.351 nats): the diagonal fits
+    # overstate it 20-fold (they miss the correlation) and their critic loses on validation
+    # (alone, training failed: worse than a constant critic); the plain one is kept: 0.341
+    # [0.275, 0.407], the same value as before
+    d = 40
+    chol = np.linalg.cholesky(0.5 * np.eye(d) + 0.5)
+    truth = 0.36 * d / 2 / (0.5 + 0.5 * d)
+    x_p = 0.6 + rng.standard_normal((4000, d)) @ chol.T
+    x_q = rng.standard_normal((4000, d)) @ chol.T
+    est = fdiv.estimate(x_p, x_q)
+    assert est.ci95[0] <= truth <= est.ci95[1] and not est.warnings, est
