@@ -3,7 +3,8 @@
 An estimator is judged on data it was not tuned on. Besides Gaussian pairs the tasks cover heavy
 tails (Student t on either side), mixtures (including a far, tiny component), a curved manifold
 (the "banana"), bounded support (Betas, an unbounded density at the edges), large divergences
-(mean shifts of KL 5 to 20, up to d = 50), high dimension, scale mismatch where Q is narrower
+(mean shifts of KL 5 to 20, up to d = 50), high dimension (a ratio spread over 64
+coordinates, a t against a Gaussian in d = 50), scale mismatch where Q is narrower
 than P so that p/q is unbounded, a log-ratio that oscillates along one coordinate of ten, and
 category labels (discrete).
 
@@ -916,6 +917,18 @@ def _narrow_q(dim: int = 5, var: float = 0.5) -> Task:
     )
 
 
+def _wide_q(dim: int = 64, sd: float = 1.08) -> Task:
+    return Task(
+        f"wide-q-d{dim}",
+        "high-dim",
+        f"N(0, I) vs N(0, {sd:g}^2 I), d = {dim}: a ratio spread thinly over every coordinate "
+        "(each holds 1/d of the KL), which a network on a few thousand rows does not find",
+        Gaussian.standard(dim),
+        Gaussian.standard(dim, sd * sd),
+        pearson_finite=True,
+    )
+
+
 def _one_d_shift(kl: float = 5.0) -> Task:
     shift = math.sqrt(2.0 * kl)
     return Task(
@@ -970,6 +983,8 @@ def _build() -> dict[str, Task]:
         _narrow_q(),
         _wiggle(),
         _binomial_vs_uniform(),
+        _wide_q(),
+        _student_vs_gaussian(10.0, 50),
         *one_d,
     ]
     return {task.name: task for task in tasks}

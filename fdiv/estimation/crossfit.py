@@ -32,6 +32,7 @@ __all__ = [
     "MIN_SPLIT",
     "WAIT_ROWS",
     "FoldResult",
+    "Overfit",
     "Split",
     "assign_folds",
     "bracket",
@@ -267,6 +268,11 @@ def reported_bound(
     return float(value), float(var)
 
 
+class Overfit(ValueError):
+    """Training failed because the critic fit its training rows better than a constant critic
+    but never did on the validation rows: the samples are too few for it."""
+
+
 def fit_fold(
     net: nn.Module,
     data: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor]],
@@ -339,7 +345,7 @@ def fit_fold(
             if fitted
             else f"lr={lr} may be too large"
         )
-        raise ValueError(
+        raise (Overfit if fitted else ValueError)(
             f"training failed in fold {fold + 1}: the best validation objective "
             f"({best_value:.4g} nats) is below a constant critic's ({floor + FAIL_MARGIN:.4g}); "
             f"{cause}"

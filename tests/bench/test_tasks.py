@@ -323,9 +323,9 @@ def test_registry_covers_the_failure_families() -> None:
     families = {task.family for task in T.TASKS.values()}
     assert families == {
         "heavy-tail", "mixture", "curved", "bounded", "gaussian", "large", "scale", "oscillating",
-        "discrete",
+        "discrete", "high-dim",
     }  # fmt: skip
-    assert max(task.dim for task in T.TASKS.values()) == 50
+    assert max(task.dim for task in T.TASKS.values()) == 64
     assert all(task.name == name for name, task in T.TASKS.items())
 
 
